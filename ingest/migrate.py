@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
+from ingest.db import Conn
 from ingest.partitions import ensure_partitions_around
 from ingest.settings import PartitionSettings
 
@@ -86,7 +87,7 @@ CREATE TABLE IF NOT EXISTS ingest.schema_migrations (
 """
 
 
-async def _apply_sql(conn: asyncpg.Connection, migrations: list[Migration]) -> list[str]:
+async def _apply_sql(conn: Conn, migrations: list[Migration]) -> list[str]:
     applied_now: list[str] = []
     async with conn.transaction():
         # Held until commit: concurrent runs wait here, then see everything applied.

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from ingest.db import Conn
 from ingest.settings import PARTITIONED_TABLES, PartitionInterval, PartitionSettings
 
 SCHEMA = "network"
@@ -85,7 +86,7 @@ _BOUND_RE = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
 async def existing_ranges(
-    conn: asyncpg.Connection, table: str
+    conn: Conn, table: str
 ) -> list[tuple[str, datetime | None, datetime | None]]:
     """Attached partitions of ``network.<table>``: (name, from, to); None for open bounds."""
     rows = await conn.fetch(
@@ -125,7 +126,7 @@ def _overlaps(
     return False
 
 
-async def _create_one(conn: asyncpg.Connection, part: PartitionRange) -> bool:
+async def _create_one(conn: Conn, part: PartitionRange) -> bool:
     """Create and attach one partition; False when it (or an overlapping one) exists."""
     parent = f"{SCHEMA}.{part.table}"
     child = f"{SCHEMA}.{part.name}"
@@ -148,8 +149,7 @@ async def _create_one(conn: asyncpg.Connection, part: PartitionRange) -> bool:
             f"CHECK ({key} IS NOT NULL AND {key} >= '{low}' AND {key} < '{high}')"
         )
         await conn.execute(
-            f"ALTER TABLE {parent} ATTACH PARTITION {child} "
-            f"FOR VALUES FROM ('{low}') TO ('{high}')"
+            f"ALTER TABLE {parent} ATTACH PARTITION {child} FOR VALUES FROM ('{low}') TO ('{high}')"
         )
         await conn.execute(f"ALTER TABLE {child} DROP CONSTRAINT {part.name}_bound")
         await conn.execute(
@@ -165,7 +165,7 @@ async def _create_one(conn: asyncpg.Connection, part: PartitionRange) -> bool:
 
 
 async def ensure_partitions(
-    conn: asyncpg.Connection,
+    conn: Conn,
     table: str,
     start: datetime,
     end: datetime,
@@ -189,7 +189,7 @@ async def ensure_partitions(
 
 
 async def ensure_partitions_around(
-    conn: asyncpg.Connection,
+    conn: Conn,
     settings: PartitionSettings,
     *,
     premake: int = 3,
@@ -212,7 +212,7 @@ async def ensure_partitions_around(
 
 
 async def ensure_partitions_for_times(
-    conn: asyncpg.Connection,
+    conn: Conn,
     table: str,
     times: list[datetime],
     settings: PartitionSettings,

@@ -1,0 +1,13 @@
+"""Typing for database handles: a plain connection or one borrowed from the pool."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from asyncpg.connection import Connection
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = Connection[Any] | PoolConnectionProxy[Any]
+else:  # asyncpg's classes are not subscriptable at run time
+    from asyncpg.connection import Connection as Conn

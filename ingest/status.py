@@ -1,0 +1,125 @@
+"""``ingest status``: what the group owns, how far behind it is, and what the jobs did.
+
+Reads the stored offsets from the database and the end offsets and group membership from
+Kafka; nothing here changes anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from ingest.settings import Settings
+from ingest.source import security_kwargs
+
+
+async def _group_assignment(settings: Settings) -> dict[str, list[str]]:
+    """Member -> partitions, from the group coordinator (empty when nobody is consuming)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka.bootstrap_servers, **security_kwargs(settings.kafka)
+    )
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([settings.group_id])
+    finally:
+        await admin.close()
+    out: dict[str, list[str]] = {}
+    for response in described:
+        for group in getattr(response, "groups", []):
+            members = group[5] if len(group) > 5 else []
+            for member in members:
+                member_id, client_host = str(member[0]), str(member[2])
+                out[f"{member_id} ({client_host})"] = []
+    return out
+
+
+async def collect_status(settings: Settings) -> dict[str, Any]:
+    conn = await asyncpg.connect(settings.database.dsn)
+    try:
+        stored_rows = await conn.fetch(
+            "SELECT topic, partition, next_offset, updated_at, updated_by "
+            "FROM ingest.consumer_offsets WHERE group_id = $1 ORDER BY topic, partition",
+            settings.group_id,
+        )
+        jobs = await conn.fetch(
+            """
+            SELECT DISTINCT ON (job) job, outcome, started_at, finished_at, details, error
+            FROM ingest.job_runs ORDER BY job, started_at DESC
+            """
+        )
+        ahead = await conn.fetch(
+            """
+            SELECT parent_table, count(*) FILTER (WHERE range_from > now()) AS ahead,
+                   max(range_to) AS covered_until
+            FROM ingest.managed_partitions GROUP BY parent_table ORDER BY parent_table
+            """
+        )
+        dead = await conn.fetch(
+            "SELECT reason, count(*) AS n FROM ingest.dead_letters GROUP BY reason ORDER BY 1"
+        )
+    finally:
+        await conn.close()
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        **security_kwargs(settings.kafka),
+    )
+    await consumer.start()
+    try:
+        parts: list[TopicPartition] = []
+        for topic in settings.topics:
+            for p in sorted(consumer.partitions_for_topic(topic) or ()):
+                parts.append(TopicPartition(topic, p))
+        ends = await consumer.end_offsets(parts) if parts else {}
+    finally:
+        await consumer.stop()
+    try:
+        members = await _group_assignment(settings)
+    except Exception as exc:
+        members = {"error": [str(exc)]}
+
+    stored = {(str(r["topic"]), int(r["partition"])): r for r in stored_rows}
+    partitions = []
+    for tp in parts:
+        row = stored.get((tp.topic, tp.partition))
+        end = int(ends.get(tp, 0))
+        next_offset = int(row["next_offset"]) if row is not None else None
+        partitions.append(
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "stored": next_offset,
+                "end": end,
+                "lag": None if next_offset is None else max(0, end - next_offset),
+                "last_flush": None if row is None else row["updated_at"].isoformat(),
+                "by": None if row is None else row["updated_by"],
+            }
+        )
+    return {
+        "group": settings.group_id,
+        "members": members,
+        "partitions": partitions,
+        "total_lag": sum(p["lag"] or 0 for p in partitions),
+        "partitions_ahead": {
+            str(r["parent_table"]): {
+                "ahead": int(r["ahead"]),
+                "covered_until": r["covered_until"].isoformat(),
+            }
+            for r in ahead
+        },
+        "jobs": [
+            {
+                "job": r["job"],
+                "outcome": r["outcome"],
+                "started_at": r["started_at"].isoformat(),
+                "finished_at": None if r["finished_at"] is None else r["finished_at"].isoformat(),
+                "error": r["error"],
+            }
+            for r in jobs
+        ],
+        "dead_letters": {str(r["reason"]): int(r["n"]) for r in dead},
+    }

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from asyncpg.connection import Connection
+
 if TYPE_CHECKING:
-    from asyncpg.connection import Connection
     from asyncpg.pool import PoolConnectionProxy
 
     Conn: TypeAlias = Connection[Any] | PoolConnectionProxy[Any]
 else:  # asyncpg's classes are not subscriptable at run time
-    from asyncpg.connection import Connection as Conn
+    Conn = Connection

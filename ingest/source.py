@@ -9,6 +9,7 @@ come.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -82,3 +83,37 @@ class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._on_assigned(set(assigned))
+
+
+async def end_offsets(kafka: KafkaSettings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """End offset of every partition of ``topics`` (a topic that does not exist has none)."""
+    from aiokafka import AIOKafkaClient
+
+    client = AIOKafkaClient(bootstrap_servers=kafka.bootstrap_servers, **security_kwargs(kafka))
+    await client.bootstrap()
+    try:
+        # A consumer's own metadata knows only what it subscribed to; ask for everything.
+        cluster = await client.fetch_all_metadata()
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(cluster.partitions_for_topic(t) or ())
+        ]
+    finally:
+        await client.close()
+    if not parts:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        **security_kwargs(kafka),
+    )
+    await consumer.start()
+    # aiokafka's group-less coordinator task must take its first step before stop(), or
+    # stop() raises CancelledError.
+    await asyncio.sleep(0.01)
+    try:
+        ends = await consumer.end_offsets(parts)
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}

@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ingest.settings import Settings
-from ingest.source import security_kwargs
+from ingest.source import end_offsets, security_kwargs
 
 
 async def _group_assignment(settings: Settings) -> dict[str, list[str]]:
@@ -63,20 +62,7 @@ async def collect_status(settings: Settings) -> dict[str, Any]:
     finally:
         await conn.close()
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        **security_kwargs(settings.kafka),
-    )
-    await consumer.start()
-    try:
-        parts: list[TopicPartition] = []
-        for topic in settings.topics:
-            for p in sorted(consumer.partitions_for_topic(topic) or ()):
-                parts.append(TopicPartition(topic, p))
-        ends = await consumer.end_offsets(parts) if parts else {}
-    finally:
-        await consumer.stop()
+    ends = await end_offsets(settings.kafka, settings.topics)
     try:
         members = await _group_assignment(settings)
     except Exception as exc:
@@ -84,14 +70,13 @@ async def collect_status(settings: Settings) -> dict[str, Any]:
 
     stored = {(str(r["topic"]), int(r["partition"])): r for r in stored_rows}
     partitions = []
-    for tp in parts:
-        row = stored.get((tp.topic, tp.partition))
-        end = int(ends.get(tp, 0))
+    for (topic, partition), end in sorted(ends.items()):
+        row = stored.get((topic, partition))
         next_offset = int(row["next_offset"]) if row is not None else None
         partitions.append(
             {
-                "topic": tp.topic,
-                "partition": tp.partition,
+                "topic": topic,
+                "partition": partition,
                 "stored": next_offset,
                 "end": end,
                 "lag": None if next_offset is None else max(0, end - next_offset),

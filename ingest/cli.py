@@ -233,11 +233,34 @@ def simulate(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    nodes: Annotated[int, typer.Option(help="Simulated mesh nodes.")] = 40,
+    rate: Annotated[float, typer.Option(help="Simulated events per second.")] = 2000,
+    duration_s: Annotated[float | None, typer.Option(help="Stop by itself after this.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Use this PostgreSQL instead of starting one.")
+    ] = None,
+    kafka_bootstrap: Annotated[
+        str | None, typer.Option(help="Use this Kafka instead of starting one.")
+    ] = None,
+    topic_prefix: Annotated[str, typer.Option(help="Topic prefix.")] = "mesh.",
+    http_port: Annotated[int, typer.Option(help="Port of /metrics (0 = any free).")] = 9464,
+) -> None:
     """Everything locally with no set-up: Postgres, Kafka, worker, simulator, live figures."""
-    from ingest.demo import run_demo
+    from ingest.demo import DemoOptions, run_demo
+    from ingest.observability import configure_logging
 
-    raise typer.Exit(run_demo())
+    configure_logging("console", "warning")
+    opts = DemoOptions(
+        nodes=nodes,
+        rate=rate,
+        duration_s=duration_s,
+        database_url=database_url,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        http_port=http_port,
+    )
+    raise typer.Exit(run_demo(opts))
 
 
 @app.command()

@@ -213,6 +213,25 @@ class SchedulerSettings(BaseSettings):
     route_updates_topic: str = Field(
         default="route-updates", description="Suffix after INGEST_TOPIC_PREFIX."
     )
+    route_updates_kafka: bool = Field(
+        default=True, description="Also publish changed best routes to the route-updates topic."
+    )
+    route_updates_channel: str = Field(
+        default="mesh_route_updates",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="NOTIFY channel for changed best routes.",
+    )
+    poll_interval_s: float = Field(
+        default=5.0, gt=0, description="How often each job checks whether it is due."
+    )
+    lease_ttl_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A job's lease; keep above its longest run (a longer run is fenced off).",
+    )
+    job_runs_retention_days: int = Field(
+        default=30, ge=1, description="Job run records older than this are deleted."
+    )
 
 
 class PartitionSettings(BaseSettings):

@@ -47,6 +47,8 @@ log = structlog.get_logger("ingest.worker")
 TP = tuple[str, int]
 _LATENCY_SAMPLES = 500
 _REVOKE_FLUSH_DEADLINE_S = 15.0
+#: Dead letters logged per flush; the rest are counted (the table has them all).
+_DEAD_LETTERS_LOGGED = 20
 
 
 class Worker:
@@ -267,8 +269,22 @@ class Worker:
             for origin in origins[::step]:
                 if origin.ts is not None:
                     m.end_to_end_latency.observe(max(0.0, now - origin.ts.timestamp()))
+        for d in batch.dead[:_DEAD_LETTERS_LOGGED]:
+            # Positions and reasons only: payloads never go to logs.
+            log.info(
+                "dead_letter",
+                topic=d.origin.topic,
+                partition=d.origin.partition,
+                offset=d.origin.offset,
+                element_index=d.origin.element_index,
+                reason=d.reason,
+                detail=d.detail[:200],
+            )
+        if len(batch.dead) > _DEAD_LETTERS_LOGGED:
+            log.info("dead_letters_not_logged", count=len(batch.dead) - _DEAD_LETTERS_LOGGED)
         log.debug(
             "flushed",
+            partitions={f"{t}[{p}]": o for (t, p), o in sorted(batch.next_offsets.items())},
             records=batch.records,
             rows=result.rows_per_table,
             dead=result.dead_per_reason,

@@ -682,3 +682,78 @@ async def test_stored_offsets_equal_the_end_offsets_after_a_drain(
     # A second drain reads nothing again.
     assert await drain(settings) == 0
     assert await db.fetchval("SELECT count(*) FROM network.metrics") == 30
+
+
+async def test_offsets_are_also_committed_to_kafka_for_lag_tools(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    node = new_id()
+    await ingest(settings, "metrics", *[metric(node, ts(), float(i)) for i in range(12)])
+    stored = {
+        (r["topic"], r["partition"]): r["next_offset"]
+        for r in await db.fetch("SELECT topic, partition, next_offset FROM ingest.consumer_offsets")
+    }
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        for p in range(3):
+            tp = TopicPartition(topic(settings, "metrics"), p)
+            committed = await consumer.committed(tp)
+            assert (committed or 0) == stored[(tp.topic, p)]
+    finally:
+        await consumer.stop()
+
+
+async def test_status_reports_stored_and_end_offsets_and_lag(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    from ingest.status import collect_status
+
+    node = new_id()
+    await ingest(settings, "metrics", *[metric(node, ts(), float(i)) for i in range(9)])
+    await send(settings, "metrics", metric(node, ts(), 100.0))
+    status = await collect_status(settings)
+    rows = [p for p in status["partitions"] if p["topic"] == topic(settings, "metrics")]
+    assert sum(p["end"] for p in rows) == 10
+    assert sum(p["stored"] for p in rows) == 9
+    assert status["total_lag"] == 1
+    assert status["partitions_ahead"]["network.metrics"]["ahead"] >= 3
+
+
+async def test_dead_letter_replay_stores_what_is_now_valid_and_keeps_the_rest(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    from ingest.app import create_pool
+    from ingest.dlq import list_dead_letters, replay
+
+    node = new_id()
+    early = metric(node, ts(seconds=1200), 42.0)  # 20 minutes ahead: beyond the 5-minute skew
+    broken = metric(node, ts(), 1.0)
+    broken["metric_value"] = "n/a"
+    await ingest(settings, "metrics", [early, broken])
+    listed = await list_dead_letters(db)
+    assert sorted(d["reason"] for d in listed) == ["timestamp_in_future", "validation_failed"]
+
+    relaxed = settings.model_copy(
+        update={"decode": settings.decode.model_copy(update={"max_clock_skew_s": 3600.0})}
+    )
+    pool = await create_pool(relaxed)
+    try:
+        outcomes = await replay(relaxed, pool)
+        again = await replay(relaxed, pool)
+    finally:
+        await pool.close()
+    assert sorted(o.replayed for o in outcomes) == [False, True]
+    assert [o.replayed for o in again] == [False]
+    assert await db.fetchval("SELECT metric_value FROM network.metrics") == 42.0
+    kept = await db.fetch(
+        "SELECT reason, replay_attempts, last_replay_error FROM ingest.dead_letters"
+    )
+    assert [(k["reason"], k["replay_attempts"]) for k in kept] == [("validation_failed", 2)]
+    assert "metric_value" in kept[0]["last_replay_error"]

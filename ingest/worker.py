@@ -81,6 +81,8 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         #: Stored next offset per assigned partition, as of the last commit we know of.
         self.stored: dict[TP, int] = {}
+        #: Next offset expected from Kafka per partition (stored offset + what is buffered).
+        self.position: dict[TP, int] = {}
         self.assigned: set[TP] = set()
         self._inflight: asyncio.Task[None] | None = None
         self._paused = False
@@ -139,12 +141,20 @@ class Worker:
         buffer = self.buffer
         kinds = self._decoded_kinds
         consumed = 0
+        position = self.position
         for tp, records in batch.items():
             topic, partition = tp.topic, tp.partition
-            if (topic, partition) not in self.stored:
+            key = (topic, partition)
+            if key not in self.stored:
                 continue  # not (or no longer) ours: a late fetch after a revocation
             self.metrics.records_consumed.labels(topic=topic).inc(len(records))
+            expected = position[key]
             for rec in records:
+                if rec.offset < expected:
+                    # Already buffered or stored: a record seen twice must never be written
+                    # twice. (Gaps are normal: transaction markers take offsets.)
+                    continue
+                expected = rec.offset + 1
                 value = rec.value
                 size = len(value) if value is not None else 0
                 consumed += size
@@ -168,6 +178,7 @@ class Worker:
                 if decoded.dead:
                     base = Origin(topic, partition, rec.offset, None, value, rec.key, None, None)
                     buffer.add_dead_letters(base, decoded.dead)
+            position[key] = expected
         self.metrics.consumed_bytes.inc(consumed)
 
     def _limits(self, now: datetime) -> DecodeLimits:
@@ -341,6 +352,7 @@ class Worker:
         self.assigned -= gone
         for tp in gone:
             self.stored.pop(tp, None)
+            self.position.pop(tp, None)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(tp[0], str(tp[1]))
         self.metrics.assigned_partitions.set(len(self.assigned))
@@ -355,6 +367,7 @@ class Worker:
         for tp in assigned:
             offset = positions[(tp.topic, tp.partition)]
             self.stored[(tp.topic, tp.partition)] = offset
+            self.position[(tp.topic, tp.partition)] = offset
             consumer.seek(tp, offset)
         self.metrics.assigned_partitions.set(len(self.assigned))
         log.info(
@@ -409,6 +422,7 @@ class Worker:
         for tp in parts:
             offset = positions[(tp.topic, tp.partition)]
             self.stored[(tp.topic, tp.partition)] = offset
+            self.position[(tp.topic, tp.partition)] = offset
             consumer.seek(tp, offset)
 
     async def _flush_everything(self) -> None:

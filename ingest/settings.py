@@ -120,23 +120,41 @@ class KafkaSettings(BaseSettings):
     bootstrap_servers: str = Field(
         default="localhost:9092", min_length=1, description="Comma-separated host:port list."
     )
-    client_id: str = Field(default="mesh-ingest", min_length=1)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    client_id: str = Field(
+        default="mesh-ingest", min_length=1, description="Client id prefix (replica appended)."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (never logged)."
+    )
     ssl_cafile: str | None = Field(default=None, description="CA bundle for TLS.")
     ssl_certfile: str | None = Field(default=None, description="Client certificate (mTLS).")
     ssl_keyfile: str | None = Field(default=None, description="Client key (mTLS).")
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a partition with no stored offset starts."
     )
-    fetch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    max_partition_fetch_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
-    max_poll_records: int = Field(default=5000, ge=1)
-    session_timeout_ms: int = Field(default=30_000, ge=1000)
-    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
-    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    fetch_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Most bytes one fetch returns."
+    )
+    max_partition_fetch_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Most bytes per partition per fetch."
+    )
+    max_poll_records: int = Field(default=5000, ge=1, description="Records per poll at most.")
+    session_timeout_ms: int = Field(
+        default=30_000, ge=1000, description="Group session timeout."
+    )
+    heartbeat_interval_ms: int = Field(
+        default=3_000, ge=100, description="Group heartbeat interval."
+    )
+    max_poll_interval_ms: int = Field(
+        default=300_000, ge=1000, description="Longest gap between polls before eviction."
+    )
     dead_letter_publish: bool = Field(
         default=False, description="Also publish each dead letter to the dead-letter topic."
     )
@@ -190,9 +208,11 @@ class DecodeSettings(BaseSettings):
 class HttpSettings(BaseSettings):
     model_config = _group("INGEST_HTTP_")
 
-    enabled: bool = True
-    host: str = "0.0.0.0"
-    port: int = Field(default=9464, ge=0, le=65535, description="/metrics /healthz /readyz")
+    enabled: bool = Field(default=True, description="Serve /metrics, /healthz and /readyz.")
+    host: str = Field(default="0.0.0.0", description="Address the HTTP endpoints listen on.")
+    port: int = Field(
+        default=9464, ge=0, le=65535, description="Port of /metrics /healthz /readyz."
+    )
 
 
 class SchedulerSettings(BaseSettings):
@@ -269,8 +289,12 @@ class Settings(BaseSettings):
     extra_topics: list[str] = Field(
         default_factory=list, description="More topics to consume (JSON list)."
     )
-    log_format: Literal["json", "console"] = "json"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="json (one object per line) or console."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="debug, info, warning or error."
+    )
     shutdown_grace_s: float = Field(
         default=25.0, gt=0, description="Drain deadline after SIGTERM; keep below the pod's."
     )

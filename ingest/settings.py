@@ -146,9 +146,7 @@ class KafkaSettings(BaseSettings):
         default=2 * 1024 * 1024, ge=1024, description="Most bytes per partition per fetch."
     )
     max_poll_records: int = Field(default=5000, ge=1, description="Records per poll at most.")
-    session_timeout_ms: int = Field(
-        default=30_000, ge=1000, description="Group session timeout."
-    )
+    session_timeout_ms: int = Field(default=30_000, ge=1000, description="Group session timeout.")
     heartbeat_interval_ms: int = Field(
         default=3_000, ge=100, description="Group heartbeat interval."
     )

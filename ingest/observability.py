@@ -129,19 +129,19 @@ class Metrics:
         )
         # -- scheduler
         self.job_runs = Counter(
-            "ingest_job_runs_total", "Scheduler job runs.", ["job", "outcome"], registry=r
+            "ingest_job_runs_total", "Scheduler job runs.", ["scheduler_job", "outcome"], registry=r
         )
         self.job_duration = Histogram(
             "ingest_job_duration_seconds",
             "Scheduler job run time.",
-            ["job"],
+            ["scheduler_job"],
             buckets=_FLUSH_BUCKETS,
             registry=r,
         )
         self.job_last_success = Gauge(
             "ingest_job_last_success_timestamp_seconds",
             "Unix time of each job's last successful run.",
-            ["job"],
+            ["scheduler_job"],
             registry=r,
         )
         self.partitions_ahead = Gauge(

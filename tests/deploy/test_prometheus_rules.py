@@ -76,5 +76,5 @@ def test_alerts_name_the_scheduler_job_label_as_prometheus_stores_it() -> None:
     # The scheduler's `job` label collides with the scrape job's; Prometheus renames it.
     for rule in rules():
         if "ingest_job_" in rule["expr"]:
-            assert re.search(r"\bexported_job\b", rule["expr"]), rule["alert"]
+            assert re.search(r"\bscheduler_job\b", rule["expr"]), rule["alert"]
             assert not re.search(r"(?<!exported_)\bjob\b", rule["expr"]), rule["alert"]

@@ -140,13 +140,13 @@ async def test_every_run_is_recorded_with_what_it_did(
     assert details["deleted"] == 2
     assert (
         s.metrics.registry.get_sample_value(
-            "ingest_job_runs_total", {"job": "dns_cleanup", "outcome": "ok"}
+            "ingest_job_runs_total", {"scheduler_job": "dns_cleanup", "outcome": "ok"}
         )
         == 1.0
     )
     assert (
         s.metrics.registry.get_sample_value(
-            "ingest_job_last_success_timestamp_seconds", {"job": "dns_cleanup"}
+            "ingest_job_last_success_timestamp_seconds", {"scheduler_job": "dns_cleanup"}
         )
         > 0
     )
@@ -207,7 +207,7 @@ async def test_a_failing_job_is_counted_and_never_stops_the_others(
     errors = await conn.fetch("SELECT DISTINCT error FROM ingest.job_runs WHERE job = 'boom'")
     assert [r["error"] for r in errors] == ["RuntimeError: kaput"]
     failed = s.metrics.registry.get_sample_value(
-        "ingest_job_runs_total", {"job": "boom", "outcome": "failed"}
+        "ingest_job_runs_total", {"scheduler_job": "boom", "outcome": "failed"}
     )
     assert failed is not None and failed >= 3
 

@@ -151,6 +151,9 @@ def _rfc3339(value: str) -> datetime:
 
 
 def _aware_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:
+        # The common case ("Z" or "+00:00"): already what we want, skip the conversion.
+        return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise PydanticCustomError(
             "timestamp_naive", "Date-time should have a UTC offset (Z or +HH:MM)"

@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/ingest demo
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/ingest bench
 
 clean:

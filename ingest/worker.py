@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,8 @@ _LATENCY_SAMPLES = 500
 _REVOKE_FLUSH_DEADLINE_S = 15.0
 #: Dead letters logged per flush; the rest are counted (the table has them all).
 _DEAD_LETTERS_LOGGED = 20
+#: Flushes between explicit garbage collections.
+_FLUSHES_PER_GC = 20
 
 
 class Worker:
@@ -270,6 +273,10 @@ class Worker:
             m.dead_letters.labels(reason=reason).inc(n)
         for table_name in result.partitions_created:
             m.partitions_created.labels(table=table_name.split(".")[-1].rsplit("_p", 1)[0]).inc()
+        if self.flushes % _FLUSHES_PER_GC == 0:
+            # Right after a batch is let go: few objects are alive, so a full pass is cheap
+            # (the automatic ones are held off, see ingest.app.tune_gc).
+            gc.collect()
         for kind, n in self._decoded_kinds.items():
             m.events_decoded.labels(kind=kind).inc(n)
         self._decoded_kinds = {}

@@ -21,7 +21,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 
 class ServiceError(RuntimeError):
@@ -200,3 +201,47 @@ def _close_all() -> None:
     for service in list(_live.values()):
         with contextlib.suppress(Exception):
             service.close()
+
+
+class ManagedService:
+    """The life cycle both local services share: one child process, and a temp dir it may own.
+
+    Subclasses set ``_proc`` in ``start()`` and say how their server wants to be stopped.
+    """
+
+    _service_name = "service"
+    #: The signal of the server's clean shutdown.
+    _stop_signal = signal.SIGTERM
+    _proc: subprocess.Popen[bytes] | None
+    _temp_root: Path | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        if self._proc is not None:
+            stop_process(self._proc, self._stop_signal, grace_s, self._service_name)
+            self._proc = None
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop, and delete the temp dir if this object created it."""
+        self.stop()
+        untrack(self)
+        if self._temp_root is not None:
+            shutil.rmtree(self._temp_root, ignore_errors=True)
+            self._temp_root = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -13,10 +13,10 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ingest.devservices._process import (
+    ManagedService,
     ServiceError,
     ServiceUnavailable,
     free_ports,
@@ -24,9 +24,7 @@ from ingest.devservices._process import (
     make_temp_root,
     run,
     spawn,
-    stop_process,
     track,
-    untrack,
 )
 from ingest.devservices.jars import ensure_kafka_jars, kafka_version
 
@@ -125,8 +123,10 @@ def wait_for_kafka(
     return False
 
 
-class LocalKafka:
+class LocalKafka(ManagedService):
     """One KRaft broker+controller on 127.0.0.1; stop and start keep ports and data."""
+
+    _service_name = "kafka"
 
     def __init__(
         self,
@@ -229,31 +229,3 @@ class LocalKafka:
                 f"Kafka not ready after {timeout_s:.0f} s; log {self.log_path}:\n"
                 f"{log_tail(self.log_path)}"
             )
-
-    def stop(self, grace_s: float = 30.0) -> None:
-        if self._proc is not None:
-            stop_process(self._proc, signal.SIGTERM, grace_s, "kafka")
-            self._proc = None
-
-    def restart(self) -> LocalKafka:
-        self.stop()
-        return self.start()
-
-    def close(self) -> None:
-        """Stop, and delete the log dir if this object created it."""
-        self.stop()
-        untrack(self)
-        if self._temp_root is not None:
-            shutil.rmtree(self._temp_root, ignore_errors=True)
-            self._temp_root = None
-
-    def __enter__(self) -> LocalKafka:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

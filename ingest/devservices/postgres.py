@@ -12,9 +12,9 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from ingest.devservices._process import (
+    ManagedService,
     ServiceError,
     ServiceUnavailable,
     free_ports,
@@ -22,9 +22,7 @@ from ingest.devservices._process import (
     make_temp_root,
     run,
     spawn,
-    stop_process,
     track,
-    untrack,
 )
 
 SERVICE_USER = "postgres"
@@ -81,8 +79,12 @@ def _service_user() -> str | None:
     return SERVICE_USER
 
 
-class LocalPostgres:
+class LocalPostgres(ManagedService):
     """initdb + postgres on 127.0.0.1 with trust auth; stop and start keep port and data."""
+
+    _service_name = "postgres"
+    #: SIGINT is PostgreSQL's fast shutdown: roll back open transactions, checkpoint, exit.
+    _stop_signal = signal.SIGINT
 
     def __init__(
         self,
@@ -151,35 +153,6 @@ class LocalPostgres:
         )
         self._wait_ready(self._proc, timeout_s)
         return self
-
-    def stop(self, grace_s: float = 30.0) -> None:
-        """Fast shutdown: roll back open transactions, checkpoint, exit."""
-        if self._proc is not None:
-            stop_process(self._proc, signal.SIGINT, grace_s, "postgres")
-            self._proc = None
-
-    def restart(self) -> LocalPostgres:
-        self.stop()
-        return self.start()
-
-    def close(self) -> None:
-        """Stop, and delete the data if this object created it."""
-        self.stop()
-        untrack(self)
-        if self._temp_root is not None:
-            shutil.rmtree(self._temp_root, ignore_errors=True)
-            self._temp_root = None
-
-    def __enter__(self) -> LocalPostgres:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

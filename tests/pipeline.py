@@ -135,3 +135,15 @@ def metric(node: str, at: str | int, value: float = 1.0, **kw: Any) -> dict[str,
         "metric_value": value,
         **kw,
     }
+
+
+def scheduler_settings(db_url: str, **extra: str) -> Settings:
+    """Settings for scheduler tests: no HTTP, no Kafka announcements unless asked for."""
+    return load_settings(
+        {
+            "INGEST_DATABASE_URL": db_url,
+            "INGEST_HTTP_ENABLED": "false",
+            "INGEST_SCHEDULER_ROUTE_UPDATES_KAFKA": "false",
+            **extra,
+        }
+    )

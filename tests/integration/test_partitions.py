@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from ingest.partitions import ensure_partitions, existing_ranges, ranges_for
-
-
-@pytest.fixture
-async def conn(migrated_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(migrated_database_url)
-    await c.execute("SET TIME ZONE 'UTC'")
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def test_monthly_ranges_are_aligned_to_the_first_of_the_month_in_utc() -> None:

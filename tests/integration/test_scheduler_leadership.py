@@ -44,15 +44,6 @@ def _settings(db_url: str, **extra: str) -> Settings:
 
 
 @pytest.fixture
-async def conn(migrated_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(migrated_database_url)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-@pytest.fixture
 async def make_scheduler(migrated_database_url: str) -> AsyncIterator[Any]:
     made: list[tuple[Scheduler, asyncpg.Pool]] = []
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import orjson
-import pytest
 from prometheus_client import CollectorRegistry
 
 from ingest.app import create_pool
@@ -17,15 +15,6 @@ from ingest.scheduler.runner import Scheduler
 from ingest.settings import load_settings
 
 TIMEOUT_S = 300
-
-
-@pytest.fixture
-async def conn(migrated_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(migrated_database_url)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def _run(db_url: str, job: str, *, dry_run: bool = False) -> dict[str, Any]:

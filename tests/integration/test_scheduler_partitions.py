@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
-import pytest
-from pipeline import drain, make_settings, metric, new_id, prepare_topics, produce
+from pipeline import (
+    drain,
+    make_settings,
+    metric,
+    new_id,
+    prepare_topics,
+    produce,
+    scheduler_settings,
+)
 from prometheus_client import CollectorRegistry
 
 from ingest.app import create_pool, run_worker
@@ -16,28 +22,7 @@ from ingest.observability import Metrics
 from ingest.partitions import existing_ranges, floor_to_interval
 from ingest.scheduler.partitions import wanted_ranges
 from ingest.scheduler.runner import Scheduler
-from ingest.settings import PARTITIONED_TABLES, Settings, load_settings
-
-
-def _settings(db_url: str, **extra: str) -> Settings:
-    return load_settings(
-        {
-            "INGEST_DATABASE_URL": db_url,
-            "INGEST_HTTP_ENABLED": "false",
-            "INGEST_SCHEDULER_ROUTE_UPDATES_KAFKA": "false",
-            **extra,
-        }
-    )
-
-
-@pytest.fixture
-async def conn(migrated_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(migrated_database_url)
-    await c.execute("SET TIME ZONE 'UTC'")
-    try:
-        yield c
-    finally:
-        await c.close()
+from ingest.settings import PARTITIONED_TABLES, Settings
 
 
 async def _scheduler(settings: Settings) -> tuple[Scheduler, asyncpg.Pool]:
@@ -52,7 +37,7 @@ async def _names(conn: asyncpg.Connection, table: str) -> set[str]:
 async def test_startup_creates_partitions_from_the_retention_horizon_to_premake_ahead(
     migrated_database_url: str, conn: asyncpg.Connection
 ) -> None:
-    settings = _settings(migrated_database_url)
+    settings = scheduler_settings(migrated_database_url)
     scheduler, pool = await _scheduler(settings)
     try:
         await scheduler.run_startup()
@@ -85,7 +70,7 @@ async def test_startup_creates_partitions_from_the_retention_horizon_to_premake_
 async def test_a_second_run_creates_nothing_and_a_dry_run_only_lists(
     migrated_database_url: str, conn: asyncpg.Connection
 ) -> None:
-    settings = _settings(migrated_database_url)
+    settings = scheduler_settings(migrated_database_url)
     scheduler, pool = await _scheduler(settings)
     try:
         plan = await scheduler.run_once("partitions", dry_run=True)
@@ -106,7 +91,7 @@ async def test_a_second_run_creates_nothing_and_a_dry_run_only_lists(
 async def test_rows_at_an_interval_boundary_land_in_their_own_partitions(
     migrated_database_url: str, conn: asyncpg.Connection
 ) -> None:
-    settings = _settings(migrated_database_url)
+    settings = scheduler_settings(migrated_database_url)
     scheduler, pool = await _scheduler(settings)
     try:
         await scheduler.run_startup()

@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
+from pipeline import scheduler_settings
 from prometheus_client import CollectorRegistry
 
 from ingest.app import create_pool
 from ingest.observability import Metrics
 from ingest.partitions import ensure_partitions, existing_ranges, floor_to_interval
 from ingest.scheduler.runner import Scheduler
-from ingest.settings import Settings, load_settings
-
-
-def _settings(db_url: str, **extra: str) -> Settings:
-    return load_settings(
-        {
-            "INGEST_DATABASE_URL": db_url,
-            "INGEST_HTTP_ENABLED": "false",
-            "INGEST_SCHEDULER_ROUTE_UPDATES_KAFKA": "false",
-            **extra,
-        }
-    )
-
-
-@pytest.fixture
-async def conn(migrated_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(migrated_database_url)
-    await c.execute("SET TIME ZONE 'UTC'")
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def _retention(db_url: str, *, dry_run: bool = False, **extra: str) -> dict[str, object]:
-    settings = _settings(db_url, **extra)
+    settings = scheduler_settings(db_url, **extra)
     pool = await create_pool(settings)
     try:
         return await Scheduler(settings, pool, Metrics(CollectorRegistry())).run_once(

@@ -36,15 +36,6 @@ def _settings(db_url: str, **extra: str) -> Settings:
 
 
 @pytest.fixture
-async def conn(migrated_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(migrated_database_url)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-@pytest.fixture
 async def scheduler(migrated_database_url: str) -> AsyncIterator[Scheduler]:
     settings = _settings(migrated_database_url)
     pool = await create_pool(settings)

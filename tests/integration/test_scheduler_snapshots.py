@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 from prometheus_client import CollectorRegistry
 
 from ingest.app import create_pool
@@ -27,15 +25,6 @@ COLUMNS = (
     "partition_resilience",
     "quantum_coherence",
 )
-
-
-@pytest.fixture
-async def conn(migrated_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(migrated_database_url)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def _topology(conn: asyncpg.Connection) -> uuid.UUID:

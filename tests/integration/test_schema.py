@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -227,15 +226,6 @@ PARTITIONED = {
     "performance_snapshots": "snapshot_time",
 }
 VIEWS = {"realtime_status", "active_connections", "network_health", "best_routes"}
-
-
-@pytest.fixture
-async def conn(migrated_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(migrated_database_url)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_migrating_an_empty_database_creates_every_table_and_column(

@@ -213,6 +213,7 @@ def simulate(
     malformed: Annotated[float, typer.Option(help="Fraction of deliberately bad records.")] = 0,
     skew_s: Annotated[float, typer.Option(help="Clock skew added to event times.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed for reproducible runs.")] = 1,
+    topologies: Annotated[int, typer.Option(help="Mesh topologies the nodes form.")] = 1,
 ) -> None:
     """Publish realistic synthetic mesh telemetry to Kafka."""
     from ingest.simulate import SimulationOptions, run_simulation
@@ -227,6 +228,7 @@ def simulate(
         malformed=malformed,
         skew_s=skew_s,
         seed=seed,
+        topologies=topologies,
     )
     report = asyncio.run(run_simulation(settings, opts))
     typer.echo(json.dumps(report, default=str, indent=2))

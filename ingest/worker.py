@@ -88,6 +88,7 @@ class Worker:
         self.position: dict[TP, int] = {}
         self.assigned: set[TP] = set()
         self._inflight: asyncio.Task[None] | None = None
+        self._inflight_bytes = 0
         self._paused = False
         self._decoded_kinds: dict[str, int] = {}
         self.last_flush_at: float | None = None
@@ -206,6 +207,7 @@ class Worker:
             return
         batch = self.buffer.take()
         expected = {tp: self.stored[tp] for tp in batch.next_offsets if tp in self.stored}
+        self._inflight_bytes = batch.value_bytes
         self._inflight = asyncio.create_task(self._flush(batch, expected))
 
     async def _wait_inflight(self) -> None:
@@ -217,6 +219,7 @@ class Worker:
         finally:
             if task.done():
                 self._inflight = None
+                self._inflight_bytes = 0
         self._raise_if_flush_failed(task)
 
     def _raise_if_flush_failed(self, task: asyncio.Task[None] | None = None) -> None:
@@ -446,7 +449,8 @@ class Worker:
 
     async def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         """Pause fetching while a flush is in flight and the next buffer is already full."""
-        pending = self.buffer.value_bytes
+        # Everything read and not yet committed: the buffer filling now and the batch in flight.
+        pending = self.buffer.value_bytes + self._inflight_bytes
         limit = self.settings.batch.max_pending_bytes
         must_wait = self.buffer.full() or pending >= limit
         if must_wait and self._inflight is not None:

@@ -144,20 +144,27 @@ class Sink:
                 raise
             except Exception as exc:  # classified below; anything unknown is re-raised
                 kind = errors.classify(exc)
-                if kind is errors.Failure.MISSING_PARTITION and repairs < _MAX_REPAIRS:
-                    repairs += 1
-                    result.retries += 1
-                    result.partitions_created += await self._repair_partitions(batch)
-                    continue
-                if kind is errors.Failure.REJECTED and repairs < _MAX_REPAIRS:
-                    repairs += 1
-                    result.retries += 1
-                    found = await self._isolate(batch)
-                    if not found:
+                try:
+                    if kind is errors.Failure.MISSING_PARTITION and repairs < _MAX_REPAIRS:
+                        repairs += 1
+                        result.retries += 1
+                        result.partitions_created += await self._repair_partitions(batch)
+                        continue
+                    if kind is errors.Failure.REJECTED and repairs < _MAX_REPAIRS:
+                        repairs += 1
+                        result.retries += 1
+                        found = await self._isolate(batch)
+                        if not found:
+                            raise
+                        dead += [DeadLetterRow(batch.origins[i], r, m) for i, r, m in found]
+                        batch.drop_origins({i for i, _, _ in found})
+                        continue
+                except Exception as repair_exc:
+                    # The database going away in the middle of a repair is an outage like
+                    # any other: wait and run the flush again, never give up the batch.
+                    if errors.classify(repair_exc) is not errors.Failure.RETRYABLE:
                         raise
-                    dead += [DeadLetterRow(batch.origins[i], r, m) for i, r, m in found]
-                    batch.drop_origins({i for i, _, _ in found})
-                    continue
+                    exc, kind = repair_exc, errors.Failure.RETRYABLE
                 if kind is errors.Failure.RETRYABLE:
                     self.database_up = False
                     result.retries += 1

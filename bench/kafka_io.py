@@ -9,15 +9,14 @@ fallback so the harness still works with only the project's own dependencies.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaClient, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from bench.workload import Record
+from ingest import source
+from ingest.settings import KafkaSettings
 
 #: Delivery callback: (topic, partition, offset, send time) of each acknowledged record.
 OnDelivered = Callable[[str, int, int, float], None]
@@ -25,38 +24,7 @@ OnDelivered = Callable[[str, int, int, float], None]
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
     """Create ``names`` with ``partitions`` partitions and wait until each has a leader."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        response: Any = await admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
-        )
-        for topic_error in response.topic_errors:
-            if topic_error[1] not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
-                raise RuntimeError(
-                    f"creating {topic_error[0]} failed: Kafka error {topic_error[1]}"
-                )
-    finally:
-        await admin.close()
-    client = AIOKafkaClient(bootstrap_servers=bootstrap)
-    await client.bootstrap()
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            md = await client.fetch_all_metadata()
-            if all(
-                (ids := md.partitions_for_topic(n))
-                and all(
-                    md.leader_for_partition(TopicPartition(n, i)) not in (None, -1) for i in ids
-                )
-                for n in names
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics {names} have no leaders after 30 s")
-            await asyncio.sleep(0.1)
-    finally:
-        await client.close()
+    await source.create_topics(KafkaSettings(bootstrap_servers=bootstrap), names, partitions)
 
 
 def have_confluent() -> bool:

@@ -108,6 +108,8 @@ def status(
     typer.echo(
         f"group {data['group']}: {len(data['members'])} member(s), total lag {data['total_lag']}"
     )
+    for member, parts in data["members"].items():
+        typer.echo(f"  {member}: {len(parts)} partition(s) {' '.join(parts)}")
     typer.echo(f"{'topic':<28} {'part':>4} {'stored':>12} {'end':>12} {'lag':>10}  last flush")
     for p in data["partitions"]:
         typer.echo(

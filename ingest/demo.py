@@ -184,11 +184,12 @@ async def _run(opts: DemoOptions, dsn: str, bootstrap: str, stop: asyncio.Event)
     from ingest.app import install_signal_handlers, run_worker
     from ingest.migrate import apply_migrations
     from ingest.simulate import SimulationOptions, run_simulation
+    from ingest.source import create_topics
 
     settings = _demo_settings(opts, dsn, bootstrap)
     print("migrating ...", file=opts.out, flush=True)
     await apply_migrations(dsn, partitions=settings.partitions)
-    await _create_topics(settings)
+    await create_topics(settings.kafka, settings.topics, partitions=3)
     install_signal_handlers(stop)
     registry = CollectorRegistry()
     dash = Dashboard(registry, opts.out)
@@ -224,19 +225,6 @@ async def _run(opts: DemoOptions, dsn: str, bootstrap: str, stop: asyncio.Event)
         for line in await _status_table(dsn):
             print(line, file=opts.out)
     return dash.stored_total
-
-
-async def _create_topics(settings: Settings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, 3, 1) for t in settings.topics])
-    except Exception:  # topics that exist already are fine
-        pass
-    finally:
-        await admin.close()
 
 
 def _how_to_query(out: TextIO, postgres: Any) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 __all__ = [
@@ -66,18 +66,7 @@ class TopologyMetrics:
 
     def as_dict(self) -> dict[str, int | float | None]:
         """Column name -> value, ready to bind to an INSERT into ``performance_snapshots``."""
-        return {
-            "total_nodes": self.total_nodes,
-            "total_links": self.total_links,
-            "average_latency": self.average_latency,
-            "network_diameter": self.network_diameter,
-            "clustering_coefficient": self.clustering_coefficient,
-            "connectivity_ratio": self.connectivity_ratio,
-            "fault_tolerance_score": self.fault_tolerance_score,
-            "load_balance_index": self.load_balance_index,
-            "partition_resilience": self.partition_resilience,
-            "quantum_coherence": self.quantum_coherence,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)

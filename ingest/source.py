@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -117,3 +118,49 @@ async def end_offsets(kafka: KafkaSettings, topics: list[str]) -> dict[tuple[str
     finally:
         await consumer.stop()
     return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
+
+
+async def create_topics(
+    kafka: KafkaSettings, names: list[str], partitions: int = 3, timeout_s: float = 30.0
+) -> None:
+    """Create ``names`` (existing ones are fine) and wait until every partition has a leader.
+
+    Producing right after creation otherwise meets partitions without a leader for a while.
+    """
+    from aiokafka import AIOKafkaClient
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, **security_kwargs(kafka))
+    await admin.start()
+    try:
+        response: Any = await admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+        )
+        for topic_error in response.topic_errors:
+            topic, code = topic_error[0], topic_error[1]
+            if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
+                raise RuntimeError(f"creating topic {topic} failed with Kafka error {code}")
+    finally:
+        await admin.close()
+
+    client = AIOKafkaClient(bootstrap_servers=kafka.bootstrap_servers, **security_kwargs(kafka))
+    await client.bootstrap()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            metadata = await client.fetch_all_metadata()
+            ready = all(
+                (ids := metadata.partitions_for_topic(name))
+                and all(
+                    metadata.leader_for_partition(TopicPartition(name, i)) not in (None, -1)
+                    for i in ids
+                )
+                for name in names
+            )
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics {names} have no leaders after {timeout_s:.0f} s")
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()

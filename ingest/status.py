@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from ingest.settings import Settings
 from ingest.source import end_offsets, security_kwargs
@@ -30,8 +31,13 @@ async def _group_assignment(settings: Settings) -> dict[str, list[str]]:
         for group in getattr(response, "groups", []):
             members = group[5] if len(group) > 5 else []
             for member in members:
-                member_id, client_host = str(member[0]), str(member[2])
-                out[f"{member_id} ({client_host})"] = []
+                member_id, client_host, assignment = str(member[0]), str(member[2]), member[4]
+                parts: list[str] = []
+                if assignment:
+                    decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+                    for topic, partitions in decoded.assignment:
+                        parts += [f"{topic}[{p}]" for p in sorted(partitions)]
+                out[f"{member_id} ({client_host})"] = sorted(parts)
     return out
 
 

@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import functools
 import os
-import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -192,41 +191,7 @@ async def mark_template(admin_url: str, name: str) -> None:
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int = 3) -> None:
     """Create topics (existing ones are fine) and wait until every partition has a leader."""
-    from aiokafka import AIOKafkaClient
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.structs import TopicPartition
+    from ingest.settings import KafkaSettings
+    from ingest.source import create_topics as create
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        response: Any = await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
-        )
-        for topic_error in response.topic_errors:
-            topic, code = topic_error[0], topic_error[1]
-            if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
-                raise RuntimeError(f"creating topic {topic} failed with Kafka error {code}")
-    finally:
-        await admin.close()
-
-    client = AIOKafkaClient(bootstrap_servers=bootstrap)
-    await client.bootstrap()
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            metadata = await client.fetch_all_metadata()
-            ready = all(
-                (ids := metadata.partitions_for_topic(name))
-                and all(
-                    metadata.leader_for_partition(TopicPartition(name, i)) not in (None, -1)
-                    for i in ids
-                )
-                for name in names
-            )
-            if ready:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics {names} have no leaders after 30 s")
-            await asyncio.sleep(0.1)
-    finally:
-        await client.close()
+    await create(KafkaSettings(bootstrap_servers=bootstrap), names, partitions)

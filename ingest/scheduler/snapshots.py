@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -31,18 +31,8 @@ from ingest.scheduler.context import JobContext
 _THREAD_ABOVE_LINKS = 2000
 _DETAILS_TOPOLOGIES = 20
 
-_COLUMNS = (
-    "total_nodes",
-    "total_links",
-    "average_latency",
-    "network_diameter",
-    "clustering_coefficient",
-    "connectivity_ratio",
-    "fault_tolerance_score",
-    "load_balance_index",
-    "partition_resilience",
-    "quantum_coherence",
-)
+#: The snapshot's metric columns: the fields of TopologyMetrics, named after them.
+_COLUMNS = tuple(f.name for f in fields(TopologyMetrics))
 
 _LINKS_SQL = """
 SELECT topology_id, local_node_id, remote_node_id, latency_ms,

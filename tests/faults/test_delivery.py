@@ -29,6 +29,7 @@ from pipeline import make_settings, new_id, prepare_topics, produce, spawn_worke
 from ingest.migrate import apply_migrations
 from ingest.settings import KafkaSettings, Settings
 from ingest.source import end_offsets as source_end_offsets
+from ingest.status import collect_status
 
 pytestmark = pytest.mark.slow
 
@@ -278,6 +279,9 @@ async def test_sigterm_drains_commits_and_exits_zero_and_metrics_are_exposed(
 
         await wait_until(ready, 60, "/readyz")
         assert _http(port, "/healthz")[0] == 200
+        # ingest status sees the one member of the group and every partition it holds.
+        members = (await collect_status(settings))["members"]
+        assert [len(parts) for parts in members.values()] == [3 * len(settings.topics)]
         # The age limit is a minute and the row limit huge: nothing flushes until SIGTERM.
         records = backlog(500)
         await produce(settings.kafka.bootstrap_servers, settings.topic_prefix + "metrics", records)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,9 +27,12 @@ from ingest.tables import BY_NAME, Target
 TopicPartition = tuple[str, int]
 
 
-@dataclass(slots=True)
-class Origin:
-    """Where one event (or one array element) came from."""
+class Origin(NamedTuple):
+    """Where one event (or one array element) came from.
+
+    A named tuple rather than a dataclass: one is built per event, and a tuple is the
+    cheapest object Python builds (``new_origin`` skips even the generated ``__new__``).
+    """
 
     topic: str
     partition: int
@@ -41,6 +44,15 @@ class Origin:
     event_id: str | None
     #: Event time, for the end-to-end latency histogram.
     ts: datetime | None = None
+
+
+def new_origin(fields: tuple[Any, ...]) -> Origin:
+    """``Origin(*fields)`` for the hot path: all nine fields, in order, no checks."""
+    origin: Origin = _tuple_new(Origin, fields)
+    return origin
+
+
+_tuple_new: Any = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -121,12 +133,21 @@ class Buffer:
 
     def note_record(self, topic: str, partition: int, offset: int, size: int) -> None:
         """Count a consumed record; its partition's next offset moves past it."""
+        self.note_records(topic, partition, 1, size, offset + 1)
+
+    def note_records(
+        self, topic: str, partition: int, count: int, size: int, next_offset: int
+    ) -> None:
+        """Count ``count`` consumed records of ``size`` bytes in all, the last of them just
+        before ``next_offset``; once per fetched chunk rather than per record."""
+        if count == 0:
+            return
         if self._records == 0:
             self._first_added = time.monotonic()
-        self._records += 1
+        self._records += count
         self._bytes += size
-        self._per_topic[topic] = self._per_topic.get(topic, 0) + 1
-        self._next[(topic, partition)] = offset + 1
+        self._per_topic[topic] = self._per_topic.get(topic, 0) + count
+        self._next[(topic, partition)] = next_offset
 
     def add_rows(self, origin: Origin, routed: Routed) -> None:
         index = len(self._origins)
@@ -139,6 +160,24 @@ class Buffer:
             tr.rows.append(row)
             tr.origins.append(index)
         self._rows += len(routed)
+
+    def add_metric(self, origin: Origin, row: Row) -> None:
+        """``add_rows`` for the fast lane's event: its ``metrics`` row and the node reference
+        (``row[0]``) that ``route`` would emit, without building the pairs."""
+        index = len(self._origins)
+        self._origins.append(origin)
+        targets = self._targets
+        metrics = targets.get("metrics")
+        if metrics is None:
+            metrics = targets["metrics"] = TargetRows(BY_NAME["metrics"])
+        refs = targets.get("node_refs")
+        if refs is None:
+            refs = targets["node_refs"] = TargetRows(BY_NAME["node_refs"])
+        metrics.rows.append(row)
+        metrics.origins.append(index)
+        refs.rows.append((row[0],))
+        refs.origins.append(index)
+        self._rows += 2
 
     def add_dead_letters(self, origin_base: Origin, dead: Sequence[DeadLetter]) -> None:
         elements = (

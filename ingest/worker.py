@@ -33,8 +33,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ingest import errors
-from ingest.buffer import Batch, Buffer, FlushPolicy, Origin
+from ingest.buffer import Batch, Buffer, FlushPolicy, Origin, new_origin
 from ingest.decode import DecodeLimits, decode
+from ingest.lane import MetricLane
 from ingest.observability import Metrics
 from ingest.offsets import Fenced, initialise_offsets, load_offsets
 from ingest.route import route
@@ -71,6 +72,7 @@ class Worker:
         self.burst = burst
         b = settings.batch
         self.buffer = Buffer(FlushPolicy(b.max_rows, b.max_bytes, b.max_age_ms))
+        self.lane = MetricLane(settings.decode.max_message_bytes)
         self.sink = Sink(
             pool,
             group_id=settings.group_id,
@@ -132,6 +134,11 @@ class Worker:
             batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
             if batch:
                 self._put(batch)
+                # getmany returns without suspending when records are already fetched, so a
+                # busy loop would starve the in-flight flush (and the fetcher) of the event
+                # loop until it blocks on that flush: the two stages would run in turn
+                # instead of side by side. One yield per poll lets each advance a step.
+                await asyncio.sleep(0)
             if self.buffer.due():
                 await self._start_flush()
             elif not batch and self.burst and await self._caught_up(consumer):
@@ -142,8 +149,15 @@ class Worker:
     def _put(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         now = datetime.now(UTC)
         limits = self._limits(now)
+        # The fast lane's clock limits, the same ones decode applies (see ingest.lane).
+        latest = now + timedelta(seconds=limits.max_future_skew_s)
+        oldest_metric = limits.oldest_allowed.get("metric")
+        lane = self.lane.rows
         buffer = self.buffer
+        add_rows = buffer.add_rows
+        add_metric = buffer.add_metric
         kinds = self._decoded_kinds
+        laned = 0
         consumed = 0
         position = self.position
         for tp, records in batch.items():
@@ -153,23 +167,32 @@ class Worker:
                 continue  # not (or no longer) ours: a late fetch after a revocation
             self.metrics.records_consumed.labels(topic=topic).inc(len(records))
             expected = position[key]
+            count = size = 0
             for rec in records:
-                if rec.offset < expected:
+                offset = rec.offset
+                if offset < expected:
                     # Already buffered or stored: a record seen twice must never be written
                     # twice. (Gaps are normal: transaction markers take offsets.)
                     continue
-                expected = rec.offset + 1
+                expected = offset + 1
+                count += 1
                 value = rec.value
-                size = len(value) if value is not None else 0
-                consumed += size
+                if value is not None:
+                    size += len(value)
+                fast = lane(value, latest, oldest_metric)
+                if fast is not None:
+                    for index, lane_eid, row in fast:
+                        fields = (topic, partition, offset, index, value, rec.key, "metric")
+                        add_metric(new_origin((*fields, lane_eid, row[6])), row)
+                    laned += len(fast)
+                    continue
                 decoded = decode(value, now, limits)
-                buffer.note_record(topic, partition, rec.offset, size)
                 for index, event in decoded.events:
                     eid = event.event_id
                     origin = Origin(
                         topic,
                         partition,
-                        rec.offset,
+                        offset,
                         index,
                         value,
                         rec.key,
@@ -177,12 +200,16 @@ class Worker:
                         None if eid is None else str(eid),
                         event.ts,
                     )
-                    buffer.add_rows(origin, route(event))
+                    add_rows(origin, route(event))
                     kinds[event.kind] = kinds.get(event.kind, 0) + 1
                 if decoded.dead:
-                    base = Origin(topic, partition, rec.offset, None, value, rec.key, None, None)
+                    base = Origin(topic, partition, offset, None, value, rec.key, None, None)
                     buffer.add_dead_letters(base, decoded.dead)
+            buffer.note_records(topic, partition, count, size, expected)
+            consumed += size
             position[key] = expected
+        if laned:
+            kinds["metric"] = kinds.get("metric", 0) + laned
         self.metrics.consumed_bytes.inc(consumed)
 
     def _limits(self, now: datetime) -> DecodeLimits:

@@ -108,12 +108,12 @@ _fromtimestamp = datetime.fromtimestamp
 # Below 2^32 seconds (the year 2106) a double holds ms / 1000 to within half a microsecond, so
 # fromtimestamp, which rounds to the microsecond, gives back the exact millisecond; it is about
 # three times cheaper than timedelta arithmetic, which stays the path for everything else.
-_MS_FLOAT_EXACT_BELOW = 2**32 * 1000
+MS_FLOAT_EXACT_BELOW = 2**32 * 1000
 _TS_TYPE_ERROR = "Input should be an RFC 3339 date-time with offset or integer epoch milliseconds"
 
 
 def _epoch_ms(value: int) -> datetime:
-    if 0 <= value < _MS_FLOAT_EXACT_BELOW:
+    if 0 <= value < MS_FLOAT_EXACT_BELOW:
         return _fromtimestamp(value / 1000, UTC)
     try:
         return _EPOCH + timedelta(milliseconds=value)

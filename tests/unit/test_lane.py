@@ -1,0 +1,248 @@
+"""The metric fast lane takes plain metric records, and only those, with the general path's rows.
+
+The property pinned everywhere here: for any record, ``MetricLane.rows`` is either None (the
+general path decides) or exactly what ``decode`` + ``route`` make of the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from ingest.decode import DecodeLimits, decode
+from ingest.lane import LaneEvent, MetricLane
+from ingest.route import route
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+NODE = "5f0c6a4e-8a43-4c1b-9d59-0d2f8e1c7a01"
+EVENT_ID = "0b8f7c55-3d0e-4a53-8c1a-7a4b2d9e6f10"
+OLDEST = NOW - timedelta(days=30)
+LIMITS = DecodeLimits(max_bytes=4096, oldest_allowed={"metric": OLDEST})
+LATEST = NOW + timedelta(seconds=LIMITS.max_future_skew_s)
+
+
+def metric(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "kind": "metric",
+        "node_id": NODE,
+        "ts": NOW_MS,
+        "metric_type": "cpu",
+        "metric_name": "cpu.usage",
+        "metric_value": 12.5,
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+def dumps(value: Any) -> bytes:
+    # The standard library's encoder, not orjson: it writes integers beyond 64 bits, which
+    # publishers can send.
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def general(value: bytes) -> list[LaneEvent] | None:
+    """What the general path stores for ``value``, in the lane's shape; None when it stores
+    anything else (a dead letter, another kind)."""
+    decoded = decode(value, NOW, LIMITS)
+    if decoded.dead or not decoded.events:
+        return None
+    out: list[LaneEvent] = []
+    for index, event in decoded.events:
+        if event.kind != "metric":
+            return None
+        (refs, ref_row), (target, row) = route(event)
+        assert (refs, target, ref_row) == ("node_refs", "metrics", (row[0],))
+        out.append((index, None if event.event_id is None else str(event.event_id), row))
+    return out
+
+
+def lane_rows(value: bytes) -> list[LaneEvent] | None:
+    return MetricLane(LIMITS.max_bytes).rows(value, LATEST, OLDEST)
+
+
+def assert_same_as_general(value: bytes) -> list[LaneEvent] | None:
+    fast = lane_rows(value)
+    if fast is not None:
+        expected = general(value)
+        assert expected is not None, f"lane stored what the general path refuses: {value!r}"
+        assert fast == expected, value
+        for (_, _, got), (_, _, want) in zip(fast, expected, strict=True):
+            # Equal is not enough for the COPY encoders: the types must match too.
+            assert [type(v) for v in got] == [type(v) for v in want], value
+    return fast
+
+
+TAKEN = [
+    metric(),
+    metric(ts="2025-06-01T11:59:00Z"),
+    metric(ts="2025-06-01T11:59:00.123456Z"),
+    metric(ts="2025-06-01T11:59:00.1234567Z"),
+    metric(ts="2025-06-01t11:59:00z"),
+    metric(ts="2025-06-01T13:59:00+02:00"),
+    metric(ts="2025-06-01 11:59:00+00:00"),
+    metric(ts=NOW_MS - 86_400_000),
+    metric(node_id=NODE.upper()),
+    metric(event_id=EVENT_ID),
+    metric(event_id=EVENT_ID.upper()),
+    metric(v=1),
+    metric(unit="%"),
+    metric(unit=None),
+    metric(unit="u" * 50),
+    metric(tags=None),
+    metric(tags={}),
+    metric(tags={"region": "eu-west", "rack": 3, "nested": {"a": [1, 2.5, None, True]}}),
+    metric(tags={"big": 18446744073709551615}),
+    metric(metric_value=0),
+    metric(metric_value=-0.0),
+    metric(metric_value=7),
+    metric(metric_value=1.7976931348623157e308),
+    metric(metric_value=5e-324),
+    metric(metric_value=123456789012345678901234567890),
+    metric(metric_type="t" * 100, metric_name="n" * 255),
+    metric(metric_type="ü", metric_name="名前"),
+    metric(extra_field={"ignored": True}, another=[1, 2]),
+]
+
+
+@pytest.mark.parametrize("event", TAKEN, ids=lambda e: dumps(e).decode()[:60])
+def test_plain_metric_takes_the_lane_with_the_general_paths_rows(event: dict[str, Any]) -> None:
+    value = dumps(event)
+    assert assert_same_as_general(value) is not None
+
+
+def test_array_of_metrics_takes_the_lane_with_element_indexes() -> None:
+    value = orjson.dumps([metric(metric_value=i, event_id=EVENT_ID) for i in range(5)])
+    fast = assert_same_as_general(value)
+    assert fast is not None
+    assert [index for index, _, _ in fast] == [0, 1, 2, 3, 4]
+
+
+def test_whitespace_and_duplicate_keys_read_as_the_general_path_reads_them() -> None:
+    spaced = b'{ "kind" : "metric" ,\n "node_id": "%s", "ts": %d, "metric_type": "a",' % (
+        NODE.encode(),
+        NOW_MS,
+    )
+    spaced += b' "metric_name": "b", "metric_value": 1, "metric_value": 2 }'
+    fast = assert_same_as_general(spaced)
+    assert fast is not None and fast[0][2][3] == 2.0
+
+
+REFUSED: list[bytes] = [
+    dumps(e)
+    for e in [
+        metric(kind="event"),
+        metric(v=2),
+        metric(v=1.0),
+        metric(v="1"),
+        metric(v=True),
+        metric(node_id="not-a-uuid"),
+        metric(node_id=NODE.replace("-", "")),
+        metric(node_id="{" + NODE + "}"),
+        metric(node_id=5),
+        metric(node_id=_DROP),
+        metric(ts=_DROP),
+        metric(ts=True),
+        metric(ts=1.5),
+        metric(ts=float(NOW_MS)),
+        metric(ts="2025-06-01T11:59:00"),
+        metric(ts="2025-06-01"),
+        metric(ts="1717243140000"),
+        metric(ts=NOW_MS + 3_600_000),
+        metric(ts=int(OLDEST.timestamp() * 1000) - 1),
+        metric(ts=-(2**63)),
+        metric(ts=2**63 - 1),
+        metric(metric_type=""),
+        metric(metric_type="t" * 101),
+        metric(metric_name="n" * 256),
+        metric(metric_type=_DROP),
+        metric(metric_value="12"),
+        metric(metric_value=True),
+        metric(metric_value=None),
+        metric(metric_value=_DROP),
+        metric(unit="u" * 51),
+        metric(unit=5),
+        metric(tags=[1, 2]),
+        metric(tags="x"),
+        metric(tags={"huge": -(2**63) - 1}),
+        metric(event_id="nope"),
+        metric(event_id=5),
+        metric(metric_name="a\x00b"),
+        metric(tags={"a\x00": 1}),
+        metric(metric_name='quote"d'),
+        [metric(), metric(kind="event", event_type="x", event_name="y")],
+        [metric(), metric(v=2)],
+        [metric(), 5],
+        5,
+        "metric",
+        None,
+    ]
+] + [
+    b"",
+    b"[]",
+    b"not json",
+    b'{"kind": "metric", "node_id": ',
+    b'{"kind":"metric","metric_value":1e400}',
+    b'{"kind":"metric","metric_name":"\\ud800"}',
+    b'{"kind":"metric","metric_name":"\xff"}',
+    b"\xef\xbb\xbf" + orjson.dumps(metric()),
+    orjson.dumps(metric()) + b" trailing",
+    orjson.dumps(metric(unit="x" * 5000)),
+]
+
+
+@pytest.mark.parametrize("value", REFUSED, ids=lambda v: v[:50].decode("utf-8", "replace"))
+def test_what_the_lane_leaves_goes_to_the_general_path(value: bytes) -> None:
+    assert lane_rows(value) is None
+    assert assert_same_as_general(value) is None
+
+
+def test_tombstone_goes_to_the_general_path() -> None:
+    assert MetricLane(4096).rows(None, LATEST, OLDEST) is None
+
+
+def test_random_mutations_never_make_the_lane_disagree_with_the_general_path() -> None:
+    rng = random.Random(20261203)
+    values: list[Any] = [
+        None, True, False, 0, 1, -1, 0.5, 1e300, -1e-300, 2**64, "", "x", "\x00", "\u00e9",
+        "2025-06-01T11:59:00Z", NOW_MS, NODE, EVENT_ID, [], {}, {"k": "v"}, [1, "a"],
+    ]  # fmt: skip
+    fields = ["kind", "node_id", "ts", "metric_type", "metric_name", "metric_value", "unit",
+              "tags", "v", "event_id", "other"]  # fmt: skip
+    taken = 0
+    for _ in range(3000):
+        iso = f"2025-06-01T11:{rng.randrange(60):02d}:00Z"
+        number = rng.random() * 10 ** rng.randrange(-20, 20)
+        event = metric(
+            ts=rng.choice([NOW_MS - rng.randrange(10**9), iso]),
+            metric_value=rng.choice([number, rng.randrange(-(10**6), 10**6)]),
+        )
+        for _ in range(rng.randrange(3)):
+            name = rng.choice(fields)
+            if rng.random() < 0.2:
+                event.pop(name, None)
+            else:
+                event[name] = rng.choice(values)
+        shape: Any = event if rng.random() < 0.8 else [event, metric()]
+        if assert_same_as_general(dumps(shape)) is not None:
+            taken += 1
+    # The mutations leave a fair share valid; a lane refusing everything proves nothing.
+    assert taken > 500
+
+
+def test_node_ids_are_uuid_objects_equal_to_the_general_paths_and_the_map_is_bounded() -> None:
+    lane = MetricLane(4096)
+    for i in range(3):
+        node = f"00000000-0000-4000-8000-{i:012d}"
+        fast = lane.rows(orjson.dumps(metric(node_id=node)), LATEST, OLDEST)
+        assert fast is not None
+        assert fast[0][2][0] == general(orjson.dumps(metric(node_id=node)))[0][2][0]  # type: ignore[index]
+    assert len(lane._nodes) == 3

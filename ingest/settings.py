@@ -145,7 +145,11 @@ class KafkaSettings(BaseSettings):
     max_partition_fetch_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1024, description="Most bytes per partition per fetch."
     )
-    max_poll_records: int = Field(default=5000, ge=1, description="Records per poll at most.")
+    # Small on purpose: the loop yields to the in-flight flush once per poll, so a poll is
+    # also how long the flush can wait for its next step (bench/README.md, "The loop").
+    max_poll_records: int = Field(
+        default=500, ge=1, description="Records per poll at most (the loop yields after each)."
+    )
     session_timeout_ms: int = Field(default=30_000, ge=1000, description="Group session timeout.")
     heartbeat_interval_ms: int = Field(
         default=3_000, ge=100, description="Group heartbeat interval."
@@ -180,7 +184,11 @@ class KafkaSettings(BaseSettings):
 class BatchSettings(BaseSettings):
     model_config = _group("INGEST_BATCH_")
 
-    max_rows: int = Field(default=20_000, ge=1, description="Flush when this many rows wait.")
+    max_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="Flush when this many rows wait (a metric is two: its row and its node's).",
+    )
     max_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Flush when the buffers hold this much."
     )

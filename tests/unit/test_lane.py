@@ -126,6 +126,12 @@ def test_array_of_metrics_takes_the_lane_with_element_indexes() -> None:
     assert [index for index, _, _ in fast] == [0, 1, 2, 3, 4]
 
 
+def test_empty_array_stores_nothing_on_either_path() -> None:
+    assert lane_rows(b"[]") == []
+    assert decode(b"[]", NOW, LIMITS).events == []
+    assert decode(b"[]", NOW, LIMITS).dead == []
+
+
 def test_whitespace_and_duplicate_keys_read_as_the_general_path_reads_them() -> None:
     spaced = b'{ "kind" : "metric" ,\n "node_id": "%s", "ts": %d, "metric_type": "a",' % (
         NODE.encode(),
@@ -187,7 +193,6 @@ REFUSED: list[bytes] = [
     ]
 ] + [
     b"",
-    b"[]",
     b"not json",
     b'{"kind": "metric", "node_id": ',
     b'{"kind":"metric","metric_value":1e400}',

@@ -20,7 +20,9 @@ What it leaves to the general path, and why:
 * timestamps are parsed by the very functions the model uses (``parse_timestamp``), so both
   forms and every refusal behave alike;
 * ``node_id`` and ``event_id`` only in the canonical 8-4-4-4-12 form; node ids repeat, so a
-  bounded map from text to ``UUID`` spares the parse.
+  bounded map from text to ``UUID`` spares the parse. The map holds asyncpg's own ``UUID``
+  (a ``uuid.UUID`` subclass, equal and hashing alike), which its COPY encoder writes
+  without the pure-Python ``.bytes`` (0.2 µs a row less, measured).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from uuid import UUID
 
 import msgspec
 import orjson
+from asyncpg.pgproto.pgproto import UUID as _PgUUID
 
 from ingest.events.common import MS_FLOAT_EXACT_BELOW, WIRE_VERSION, parse_timestamp
 from ingest.route import Row
@@ -138,5 +141,5 @@ class MetricLane:
             return None
         if len(self._nodes) >= _NODE_CACHE_MAX:
             self._nodes.clear()
-        node = self._nodes[text] = UUID(text)
+        node = self._nodes[text] = _PgUUID(text)
         return node

@@ -51,6 +51,8 @@ _LATENCY_SAMPLES = 500
 _REVOKE_FLUSH_DEADLINE_S = 15.0
 #: Dead letters logged per flush; the rest are counted (the table has them all).
 _DEAD_LETTERS_LOGGED = 20
+#: Seconds between refreshes of the buffer and lag gauges.
+_GAUGE_INTERVAL_S = 0.25
 #: Flushes between explicit garbage collections.
 _FLUSHES_PER_GC = 20
 
@@ -93,6 +95,8 @@ class Worker:
         self._inflight_bytes = 0
         self._paused = False
         self._decoded_kinds: dict[str, int] = {}
+        self._gauges_due = 0.0
+        self._consumed_counters: dict[str, Any] = {}
         self.last_flush_at: float | None = None
         self.flushes = 0
         self.fatal: BaseException | None = None
@@ -144,7 +148,12 @@ class Worker:
             elif not batch and self.burst and await self._caught_up(consumer):
                 log.info("burst_caught_up")
                 return
-            self._update_gauges()
+            now = time.monotonic()
+            if now >= self._gauges_due:
+                # Every poll would be 50+ label look-ups per 500 records; scrapes come
+                # seconds apart.
+                self._gauges_due = now + _GAUGE_INTERVAL_S
+                self._update_gauges()
 
     def _put(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         now = datetime.now(UTC)
@@ -165,7 +174,12 @@ class Worker:
             key = (topic, partition)
             if key not in self.stored:
                 continue  # not (or no longer) ours: a late fetch after a revocation
-            self.metrics.records_consumed.labels(topic=topic).inc(len(records))
+            counter = self._consumed_counters.get(topic)
+            if counter is None:
+                counter = self._consumed_counters[topic] = self.metrics.records_consumed.labels(
+                    topic=topic
+                )
+            counter.inc(len(records))
             expected = position[key]
             count = size = 0
             for rec in records:

@@ -39,6 +39,11 @@ def parse(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
     p.add_argument("--naive-events", type=int, default=5_000)
     p.add_argument("--big", type=int, default=0, help="also drain a backlog this large (RSS)")
     p.add_argument("--latency-seconds", type=float, default=15.0, help="0 skips the run")
+    p.add_argument(
+        "--steady-rates",
+        default="",
+        help="comma-separated records/s: further latency runs at these fixed rates",
+    )
     p.add_argument("--no-quix", action="store_true")
     p.add_argument("--no-replicas", action="store_true")
     p.add_argument("--malformed", type=float, default=0.02)
@@ -64,6 +69,7 @@ def parse(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
         malformed=args.malformed,
         replicas=not args.no_replicas,
         latency_s=args.latency_seconds,
+        steady_rates=tuple(float(r) for r in args.steady_rates.split(",") if r.strip()),
         big_events=args.big,
         partitions=args.partitions,
         seed=args.seed,

@@ -75,6 +75,9 @@ class BenchConfig:
     replicas: bool = True
     latency_s: float = 15.0
     """Length of the half-load latency run (0 skips it)."""
+    steady_rates: tuple[float, ...] = ()
+    """Further latency runs, as long, at these fixed rates (records/s): latency below the
+    saturation that the half-load run sits close to on a small machine."""
     big_events: int = 0
     """Also drain a backlog this large for the RSS bound (0 skips it)."""
     partitions: int = 6
@@ -130,6 +133,7 @@ class BenchReport:
     checks: list[str]
     started: datetime
     profile_path: Path | None = None
+    steady: list[Latency] = field(default_factory=list)
 
     def get(self, name: str) -> Result | None:
         return next((r for r in self.results if r.name == name), None)
@@ -923,6 +927,14 @@ async def run(
             log(f"latency: {rate:,.0f} records/s for {cfg.latency_s:.0f} s")
             l_url = await dbs.new("latency")
             latency = await latency_run(l_url, bootstrap, f"bench{run_id}l.", rate, cfg, workdir)
+        steady: list[Latency] = []
+        for n, rate in enumerate(cfg.steady_rates if cfg.latency_s > 0 else ()):
+            if not kafka_io.have_confluent():
+                break
+            log(f"latency: a steady {rate:,.0f} records/s for {cfg.latency_s:.0f} s")
+            s_url = await dbs.new(f"steady{n}")
+            prefix = f"bench{run_id}s{n}."
+            steady.append(await latency_run(s_url, bootstrap, prefix, rate, cfg, workdir))
 
         if cfg.big_events > 0:
             big = f"bench{run_id}b."
@@ -948,4 +960,4 @@ async def run(
         if not cfg.keep_databases:
             with contextlib.suppress(Exception):
                 await dbs.drop_all()
-    return BenchReport(cfg, results, latency, machine_info(), checks, started, profile_path)
+    return BenchReport(cfg, results, latency, machine_info(), checks, started, profile_path, steady)

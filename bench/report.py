@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import BenchReport, Result
+from bench.harness import BenchReport, Latency, Result
 
 
 @dataclass
@@ -98,19 +98,30 @@ def table(report: BenchReport) -> str:
 
 def latency_lines(report: BenchReport) -> list[str]:
     lat = report.latency
-    if lat is None:
-        return ["Latency at half load: not measured."]
+    lines = (
+        ["Latency at half load: not measured."]
+        if lat is None
+        else [_latency_line(f"Latency at half load ({lat.rate:,.0f} records/s asked", lat)]
+    )
+    for steady in report.steady:
+        lines.append("")
+        lines.append(_latency_line(f"At a steady {steady.rate:,.0f} records/s (", steady))
+    return lines
+
+
+def _latency_line(head: str, lat: Latency) -> str:
     hist = ""
     if lat.hist_p50_s is not None and lat.hist_p99_s is not None:
         hist = (
             f"; the worker's own histogram `ingest_end_to_end_latency_seconds` says "
             f"p50 ≈ {lat.hist_p50_s:.3f} s, p99 ≈ {lat.hist_p99_s:.3f} s (bucket-interpolated)"
         )
-    return [
-        f"Latency at half load ({lat.rate:,.0f} records/s asked, {lat.achieved_rate:,.0f} "
-        f"produced, {lat.records:,} records): event ts → offsets committed "
-        f"p50 {lat.p50_s:.3f} s, p99 {lat.p99_s:.3f} s, max {lat.max_s:.3f} s{hist}."
-    ]
+    sep = "" if head.endswith("(") else ", "
+    return (
+        f"{head}{sep}{lat.achieved_rate:,.0f} produced, {lat.records:,} records): event ts → "
+        f"offsets committed p50 {lat.p50_s:.3f} s, p99 {lat.p99_s:.3f} s, "
+        f"max {lat.max_s:.3f} s{hist}."
+    )
 
 
 def target_lines(report: BenchReport) -> list[str]:

@@ -7,7 +7,10 @@ so that a row the database refuses can be traced back and dead-lettered on its o
 every other row of the same element with it and nothing else.
 
 A flush is due when the buffer holds ``max_rows`` rows, ``max_bytes`` of record values, or its
-oldest row is ``max_age_ms`` old.
+oldest row is ``max_age_ms`` old. It is *ripe* once its oldest row is ``min_age_ms`` old: the
+worker flushes a ripe buffer whenever no other flush is in flight (group commit), so that
+latency is about one flush when the database keeps up, and batches grow towards the limits
+by themselves when it does not.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class FlushPolicy:
     max_rows: int = 20_000
     max_bytes: int = 8 * 1024 * 1024
     max_age_ms: int = 500
+    min_age_ms: int = 100
 
 
 def _array_elements(payload: bytes | None) -> list[Any] | None:
@@ -231,11 +235,16 @@ class Buffer:
             return False
         return self.full() or self.age_ms(now) >= self.policy.max_age_ms
 
-    def time_to_due_ms(self, now: float | None = None) -> float:
-        """How long until the age limit makes a flush due (for the poll timeout)."""
+    def ripe(self, now: float | None = None) -> bool:
+        return self._records > 0 and self.age_ms(now) >= self.policy.min_age_ms
+
+    def time_to_due_ms(self, now: float | None = None, *, ripe: bool = False) -> float:
+        """How long until the age limit makes a flush due (for the poll timeout); with
+        ``ripe``, until the buffer is ripe."""
+        limit = self.policy.min_age_ms if ripe else self.policy.max_age_ms
         if self._records == 0:
-            return float(self.policy.max_age_ms)
-        return max(0.0, self.policy.max_age_ms - self.age_ms(now))
+            return float(limit)
+        return max(0.0, limit - self.age_ms(now))
 
     def fill(self) -> dict[str, Any]:
         """Buffer fill per limit, 0..1+, for the buffer-fill gauge."""

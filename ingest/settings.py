@@ -193,6 +193,14 @@ class BatchSettings(BaseSettings):
         default=8 * 1024 * 1024, ge=1024, description="Flush when the buffers hold this much."
     )
     max_age_ms: int = Field(default=500, ge=1, description="Flush at most this long after a row.")
+    min_age_ms: int = Field(
+        default=100,
+        ge=0,
+        description=(
+            "With no flush in flight, flush once the oldest row is this old (under load"
+            " batches grow by themselves)."
+        ),
+    )
     max_pending_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,

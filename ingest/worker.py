@@ -51,6 +51,8 @@ _LATENCY_SAMPLES = 500
 _REVOKE_FLUSH_DEADLINE_S = 15.0
 #: Dead letters logged per flush; the rest are counted (the table has them all).
 _DEAD_LETTERS_LOGGED = 20
+#: Poll timeout while a flush is in flight and rows wait for the next one.
+_BUSY_POLL_MS = 20.0
 #: Seconds between refreshes of the buffer and lag gauges.
 _GAUGE_INTERVAL_S = 0.25
 #: Flushes between explicit garbage collections.
@@ -73,7 +75,7 @@ class Worker:
         self.stop = stop
         self.burst = burst
         b = settings.batch
-        self.buffer = Buffer(FlushPolicy(b.max_rows, b.max_bytes, b.max_age_ms))
+        self.buffer = Buffer(FlushPolicy(b.max_rows, b.max_bytes, b.max_age_ms, b.min_age_ms))
         self.lane = MetricLane(settings.decode.max_message_bytes)
         self.sink = Sink(
             pool,
@@ -134,7 +136,13 @@ class Worker:
         while not self.stop.is_set():
             self._raise_if_flush_failed()
             await self._apply_backpressure(consumer)
-            timeout_ms = int(min(200.0, max(1.0, self.buffer.time_to_due_ms())))
+            idle = self._flush_idle()
+            wait_ms = self.buffer.time_to_due_ms(ripe=idle)
+            if not idle and self.buffer.records:
+                # The in-flight flush may end any moment, and a ripe buffer should follow it
+                # at once: look again soon.
+                wait_ms = min(wait_ms, _BUSY_POLL_MS)
+            timeout_ms = int(min(200.0, max(1.0, wait_ms)))
             batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
             if batch:
                 self._put(batch)
@@ -143,7 +151,7 @@ class Worker:
                 # loop until it blocks on that flush: the two stages would run in turn
                 # instead of side by side. One yield per poll lets each advance a step.
                 await asyncio.sleep(0)
-            if self.buffer.due():
+            if self.buffer.due() or (self.buffer.ripe() and self._flush_idle()):
                 await self._start_flush()
             elif not batch and self.burst and await self._caught_up(consumer):
                 log.info("burst_caught_up")
@@ -154,6 +162,9 @@ class Worker:
                 # seconds apart.
                 self._gauges_due = now + _GAUGE_INTERVAL_S
                 self._update_gauges()
+
+    def _flush_idle(self) -> bool:
+        return self._inflight is None or self._inflight.done()
 
     def _put(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         now = datetime.now(UTC)

@@ -268,6 +268,7 @@ async def test_sigterm_drains_commits_and_exits_zero_and_metrics_are_exposed(
         INGEST_HTTP_PORT=str(port),
         INGEST_HTTP_HOST="127.0.0.1",
         INGEST_BATCH_MAX_AGE_MS="60000",
+        INGEST_BATCH_MIN_AGE_MS="60000",
         INGEST_BATCH_MAX_ROWS="1000000",
         INGEST_SHUTDOWN_GRACE_S="20",
     )
@@ -318,6 +319,34 @@ async def test_sigterm_drains_commits_and_exits_zero_and_metrics_are_exposed(
             proc.kill()
     await assert_exact(settings.database.dsn, 500)
     await assert_offsets_at_end(settings)
+
+
+async def test_an_idle_database_gets_rows_after_the_minimum_age_not_the_maximum(
+    settings: Settings,
+) -> None:
+    # Group commit: with no flush in flight, a buffer only min_age_ms old is written, so the
+    # minute-long age limit never comes into it.
+    env = _env(settings, INGEST_BATCH_MAX_AGE_MS="60000", INGEST_BATCH_MIN_AGE_MS="100")
+    proc = spawn_worker(env)
+    try:
+        for wave in range(3):
+            await wait_until(lambda: _assigned(settings), 60, "partitions assigned")
+            await produce(
+                settings.kafka.bootstrap_servers,
+                settings.topic_prefix + "metrics",
+                backlog(200, start=wave * 200),
+            )
+            started = time.monotonic()
+            await wait_until(lambda: caught_up(settings), 20, f"wave {wave} stored")
+            assert time.monotonic() - started < 20
+        assert proc.poll() is None
+    finally:
+        stop_process(proc)
+    await assert_exact(settings.database.dsn, 600)
+
+
+async def _assigned(settings: Settings) -> bool:
+    return bool(await stored_offsets(settings.database.dsn, settings.group_id))
 
 
 def test_worker_refuses_to_start_with_a_bad_setting() -> None:

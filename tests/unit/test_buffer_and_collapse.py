@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 
 from ingest.buffer import Buffer, FlushPolicy, Origin
 from ingest.decode import DeadLetter
@@ -40,6 +41,31 @@ def test_a_flush_is_due_by_rows_by_bytes_or_by_age() -> None:
     assert not by_age.due(now=by_age._first_added + 0.01)
     assert by_age.due(now=by_age._first_added + 0.06)
     assert Buffer(FlushPolicy()).due() is False  # an empty buffer is never due
+
+
+def test_a_buffer_is_ripe_at_the_minimum_age_and_the_poll_timeout_follows_it() -> None:
+    buffer = Buffer(FlushPolicy(max_rows=10**6, max_bytes=10**9, max_age_ms=500, min_age_ms=100))
+    assert not buffer.ripe()  # empty: nothing to write
+    assert buffer.time_to_due_ms(ripe=True) == 100.0
+    buffer.note_record("t", 0, 0, 10)
+    start = buffer._first_added
+    assert not buffer.ripe(now=start + 0.05)
+    assert buffer.ripe(now=start + 0.1) and not buffer.due(now=start + 0.1)
+    assert buffer.time_to_due_ms(start + 0.04, ripe=True) == pytest.approx(60.0)
+    assert buffer.time_to_due_ms(start + 0.04) == pytest.approx(460.0)
+    assert buffer.due(now=start + 0.5)
+
+
+def test_records_counted_per_chunk_move_the_next_offset_past_the_last() -> None:
+    buffer = Buffer(FlushPolicy())
+    buffer.note_records("t", 0, 0, 0, 5)  # an empty chunk counts nothing
+    assert buffer.records == 0 and buffer.take().next_offsets == {}
+    buffer.note_records("t", 0, 3, 300, 12)  # offsets 9..11, or with gaps: the next is 12
+    buffer.note_records("u", 1, 1, 50, 4)
+    batch = buffer.take()
+    assert (batch.records, batch.value_bytes) == (4, 350)
+    assert batch.next_offsets == {("t", 0): 12, ("u", 1): 4}
+    assert batch.records_per_topic == {"t": 3, "u": 1}
 
 
 def test_take_hands_over_everything_with_the_next_offsets_and_starts_empty() -> None:

@@ -34,7 +34,7 @@ class Origin(NamedTuple):
     """Where one event (or one array element) came from.
 
     A named tuple rather than a dataclass: one is built per event, and a tuple is the
-    cheapest object Python builds (``new_origin`` skips even the generated ``__new__``).
+    cheapest object Python builds (``add_metric`` skips even the generated ``__new__``).
     """
 
     topic: str
@@ -49,12 +49,7 @@ class Origin(NamedTuple):
     ts: datetime | None = None
 
 
-def new_origin(fields: tuple[Any, ...]) -> Origin:
-    """``Origin(*fields)`` for the hot path: all nine fields, in order, no checks."""
-    origin: Origin = _tuple_new(Origin, fields)
-    return origin
-
-
+# Origin(*fields) without the generated __new__'s argument handling, for the hot path.
 _tuple_new: Any = tuple.__new__
 
 
@@ -165,11 +160,28 @@ class Buffer:
             tr.origins.append(index)
         self._rows += len(routed)
 
-    def add_metric(self, origin: Origin, row: Row) -> None:
+    def add_metric(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        element_index: int | None,
+        payload: bytes | None,
+        key: bytes | None,
+        event_id: str | None,
+        row: Row,
+    ) -> None:
         """``add_rows`` for the fast lane's event: its ``metrics`` row and the node reference
-        (``row[0]``) that ``route`` would emit, without building the pairs."""
-        index = len(self._origins)
-        self._origins.append(origin)
+        (``row[0]``) that ``route`` would emit, and its origin built here from its fields
+        (``row[6]`` is the event time): one call per event, no pairs, no keywords."""
+        origins = self._origins
+        index = len(origins)
+        origins.append(
+            _tuple_new(
+                Origin,
+                (topic, partition, offset, element_index, payload, key, "metric", event_id, row[6]),
+            )
+        )
         targets = self._targets
         metrics = targets.get("metrics")
         if metrics is None:

@@ -33,7 +33,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ingest import errors
-from ingest.buffer import Batch, Buffer, FlushPolicy, Origin, new_origin
+from ingest.buffer import Batch, Buffer, FlushPolicy, Origin
 from ingest.decode import DecodeLimits, decode
 from ingest.lane import MetricLane
 from ingest.observability import Metrics
@@ -206,9 +206,9 @@ class Worker:
                     size += len(value)
                 fast = lane(value, latest, oldest_metric)
                 if fast is not None:
+                    key = rec.key
                     for index, lane_eid, row in fast:
-                        fields = (topic, partition, offset, index, value, rec.key, "metric")
-                        add_metric(new_origin((*fields, lane_eid, row[6])), row)
+                        add_metric(topic, partition, offset, index, value, key, lane_eid, row)
                     laned += len(fast)
                     continue
                 decoded = decode(value, now, limits)

@@ -68,6 +68,22 @@ def test_records_counted_per_chunk_move_the_next_offset_past_the_last() -> None:
     assert batch.records_per_topic == {"t": 3, "u": 1}
 
 
+def test_a_lane_metric_is_buffered_exactly_as_its_routed_pairs_would_be() -> None:
+    row = metric_row(3.5)
+    by_lane = Buffer(FlushPolicy())
+    by_lane.add_metric("mesh.metrics", 0, 7, 2, b"[...]", b"k", "e-1", row)
+    by_pairs = Buffer(FlushPolicy())
+    routed = [("node_refs", (row[0],)), ("metrics", row)]
+    by_pairs.add_rows(Origin("mesh.metrics", 0, 7, 2, b"[...]", b"k", "metric", "e-1", T0), routed)
+    lane, pairs = by_lane.take(), by_pairs.take()
+    assert lane.origins == pairs.origins
+    assert type(lane.origins[0]) is Origin and lane.origins[0].ts == T0
+    assert {n: (t.rows, t.origins) for n, t in lane.targets.items()} == {
+        n: (t.rows, t.origins) for n, t in pairs.targets.items()
+    }
+    assert by_lane.rows == by_pairs.rows == 0 and lane.rows() == pairs.rows() == 2
+
+
 def test_take_hands_over_everything_with_the_next_offsets_and_starts_empty() -> None:
     buf = Buffer(FlushPolicy())
     for offset in (5, 6, 7):

@@ -55,6 +55,7 @@ REASONS: Final = (
 MAX_DETAIL_CHARS: Final = 1000
 """Upper bound on ``DeadLetter.detail``; the payload itself is stored beside it."""
 _MAX_LISTED_ERRORS = 12
+_BACKSLASH = ord("\\")
 _MAX_ECHO_CHARS = 100
 
 
@@ -144,7 +145,9 @@ def _decode(value: bytes | None, now: datetime, limits: DecodeLimits) -> Decoded
     oldest_allowed = limits.oldest_allowed
     # JSON can only spell NUL as an escape, so one byte search rules it out for almost every
     # record; the per-element walk runs only when this hits.
-    may_hold_nul = b"\\u0000" in value
+    # (The int test first: bytes.__contains__ tries its argument as an int before searching,
+    # which costs a bytes needle a raised and cleared exception.)
+    may_hold_nul = _BACKSLASH in value and b"\\u0000" in value
 
     # Single objects are the common record shape, so they skip the list machinery.
     if type(document) is dict:

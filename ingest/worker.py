@@ -182,8 +182,8 @@ class Worker:
         position = self.position
         for tp, records in batch.items():
             topic, partition = tp.topic, tp.partition
-            key = (topic, partition)
-            if key not in self.stored:
+            tp_key = (topic, partition)
+            if tp_key not in self.stored:
                 continue  # not (or no longer) ours: a late fetch after a revocation
             counter = self._consumed_counters.get(topic)
             if counter is None:
@@ -191,7 +191,7 @@ class Worker:
                     topic=topic
                 )
             counter.inc(len(records))
-            expected = position[key]
+            expected = position[tp_key]
             count = size = 0
             for rec in records:
                 offset = rec.offset
@@ -206,9 +206,9 @@ class Worker:
                     size += len(value)
                 fast = lane(value, latest, oldest_metric)
                 if fast is not None:
-                    key = rec.key
+                    rec_key = rec.key
                     for index, lane_eid, row in fast:
-                        add_metric(topic, partition, offset, index, value, key, lane_eid, row)
+                        add_metric(topic, partition, offset, index, value, rec_key, lane_eid, row)
                     laned += len(fast)
                     continue
                 decoded = decode(value, now, limits)
@@ -232,7 +232,7 @@ class Worker:
                     buffer.add_dead_letters(base, decoded.dead)
             buffer.note_records(topic, partition, count, size, expected)
             consumed += size
-            position[key] = expected
+            position[tp_key] = expected
         if laned:
             kinds["metric"] = kinds.get("metric", 0) + laned
         self.metrics.consumed_bytes.inc(consumed)

@@ -1,0 +1,103 @@
+"""Worker._put: fetched records into the buffer, through the lane or the general path.
+
+No Kafka and no database: the records are plain objects with the three fields _put reads,
+and the worker is never started. What is pinned is the bookkeeping a flush relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from ingest.observability import Metrics
+from ingest.settings import load_settings
+from ingest.worker import Worker
+
+NODE = "5f0c6a4e-8a43-4c1b-9d59-0d2f8e1c7a01"
+TOPIC = "mesh.metrics"
+
+
+@dataclass
+class Rec:
+    offset: int
+    value: bytes | None
+    key: bytes | None = b"node-key"
+
+
+def worker() -> Worker:
+    settings = load_settings(
+        {
+            "INGEST_DATABASE_URL": "postgresql://u@127.0.0.1:1/db",
+            "INGEST_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        }
+    )
+    w = Worker(settings, None, Metrics(CollectorRegistry()), stop=asyncio.Event())  # type: ignore[arg-type]
+    w.stored[(TOPIC, 0)] = 5
+    w.position[(TOPIC, 0)] = 5
+    return w
+
+
+def metric(value: float, **extra: Any) -> bytes:
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    event = {
+        "kind": "metric",
+        "node_id": NODE,
+        "ts": now.isoformat(),
+        "metric_type": "cpu",
+        "metric_name": "load",
+        "metric_value": value,
+        **extra,
+    }
+    return orjson.dumps(event)
+
+
+def event_record() -> bytes:
+    return orjson.dumps(
+        {
+            "kind": "event",
+            "node_id": NODE,
+            "ts": datetime.now(UTC).isoformat(),
+            "event_type": "link",
+            "event_name": "link_up",
+        }
+    )
+
+
+def test_put_moves_each_partitions_position_past_its_last_record_and_counts_every_record() -> None:
+    w = worker()
+    tp = TopicPartition(TOPIC, 0)
+    first = [Rec(5, metric(1.0)), Rec(6, metric(2.0)), Rec(8, event_record()), Rec(9, b"nope")]
+    w._put({tp: first})  # type: ignore[dict-item]
+    # Only the partition's own key is touched (no stray keys from record keys).
+    assert w.position == {(TOPIC, 0): 10}
+    assert w.buffer.records == 4
+    batch_next = w.buffer._next
+    assert batch_next == {(TOPIC, 0): 10}
+
+    # A refetch that overlaps what is buffered adds only what is new.
+    again = [Rec(8, event_record()), Rec(9, b"nope"), Rec(10, metric(3.0)), Rec(11, None)]
+    w._put({tp: again})  # type: ignore[dict-item]
+    assert w.position == {(TOPIC, 0): 12}
+    batch = w.buffer.take()
+    assert batch.records == 6
+    assert sorted(row[3] for row in batch.targets["metrics"].rows) == [1.0, 2.0, 3.0]
+    assert len(batch.targets["events"].rows) == 1
+    assert len(batch.targets["node_refs"].rows) == 4
+    assert sorted((d.reason, d.origin.offset) for d in batch.dead) == [
+        ("invalid_json", 9),
+        ("invalid_json", 11),
+    ]
+    assert [o.kind for o in batch.origins] == ["metric", "metric", "event", "metric"]
+    assert w._decoded_kinds == {"metric": 3, "event": 1}
+
+
+def test_put_ignores_partitions_this_worker_does_not_hold() -> None:
+    w = worker()
+    w._put({TopicPartition(TOPIC, 1): [Rec(0, metric(1.0))]})  # type: ignore[dict-item]
+    assert w.buffer.records == 0 and w.position == {(TOPIC, 0): 5}

@@ -143,66 +143,79 @@ def test_whitespace_and_duplicate_keys_read_as_the_general_path_reads_them() -> 
     assert fast is not None and fast[0][2][3] == 2.0
 
 
-REFUSED: list[bytes] = [
-    dumps(e)
-    for e in [
-        metric(kind="event"),
-        metric(v=2),
-        metric(v=1.0),
-        metric(v="1"),
-        metric(v=True),
-        metric(node_id="not-a-uuid"),
-        metric(node_id=NODE.replace("-", "")),
-        metric(node_id="{" + NODE + "}"),
-        metric(node_id=5),
-        metric(node_id=_DROP),
-        metric(ts=_DROP),
-        metric(ts=True),
-        metric(ts=1.5),
-        metric(ts=float(NOW_MS)),
-        metric(ts="2025-06-01T11:59:00"),
-        metric(ts="2025-06-01"),
-        metric(ts="1717243140000"),
-        metric(ts=NOW_MS + 3_600_000),
-        metric(ts=int(OLDEST.timestamp() * 1000) - 1),
-        metric(ts=-(2**63)),
-        metric(ts=2**63 - 1),
-        metric(metric_type=""),
-        metric(metric_type="t" * 101),
-        metric(metric_name="n" * 256),
-        metric(metric_type=_DROP),
-        metric(metric_value="12"),
-        metric(metric_value=True),
-        metric(metric_value=None),
-        metric(metric_value=_DROP),
-        metric(unit="u" * 51),
-        metric(unit=5),
-        metric(tags=[1, 2]),
-        metric(tags="x"),
-        metric(tags={"huge": -(2**63) - 1}),
-        metric(event_id="nope"),
-        metric(event_id=5),
-        metric(metric_name="a\x00b"),
-        metric(tags={"a\x00": 1}),
-        metric(metric_name='quote"d'),
-        [metric(), metric(kind="event", event_type="x", event_name="y")],
-        [metric(), metric(v=2)],
-        [metric(), 5],
-        5,
-        "metric",
-        None,
+REFUSED: list[bytes] = (
+    [
+        dumps(e)
+        for e in [
+            metric(kind="event"),
+            metric(v=2),
+            metric(v=1.0),
+            metric(v="1"),
+            metric(v=True),
+            metric(node_id="not-a-uuid"),
+            metric(node_id=NODE.replace("-", "")),
+            metric(node_id="{" + NODE + "}"),
+            metric(node_id=5),
+            metric(node_id=_DROP),
+            metric(ts=_DROP),
+            metric(ts=True),
+            metric(ts=1.5),
+            metric(ts=float(NOW_MS)),
+            metric(ts="2025-06-01T11:59:00"),
+            metric(ts="2025-06-01"),
+            metric(ts="1717243140000"),
+            metric(ts=NOW_MS + 3_600_000),
+            metric(ts=int(OLDEST.timestamp() * 1000) - 1),
+            metric(ts=-(2**63)),
+            metric(ts=2**63 - 1),
+            metric(metric_type=""),
+            metric(metric_type="t" * 101),
+            metric(metric_name="n" * 256),
+            metric(metric_type=_DROP),
+            metric(metric_value="12"),
+            metric(metric_value=True),
+            metric(metric_value=None),
+            metric(metric_value=_DROP),
+            metric(unit="u" * 51),
+            metric(unit=5),
+            metric(tags=[1, 2]),
+            metric(tags="x"),
+            metric(tags={"huge": -(2**63) - 1}),
+            metric(event_id="nope"),
+            metric(event_id=5),
+            metric(metric_name="a\x00b"),
+            metric(tags={"a\x00": 1}),
+            metric(metric_name='quote"d'),
+            [metric(), metric(kind="event", event_type="x", event_name="y")],
+            [metric(), metric(v=2)],
+            [metric(), 5],
+            5,
+            "metric",
+            None,
+        ]
     ]
-] + [
-    b"",
-    b"not json",
-    b'{"kind": "metric", "node_id": ',
-    b'{"kind":"metric","metric_value":1e400}',
-    b'{"kind":"metric","metric_name":"\\ud800"}',
-    b'{"kind":"metric","metric_name":"\xff"}',
-    b"\xef\xbb\xbf" + orjson.dumps(metric()),
-    orjson.dumps(metric()) + b" trailing",
-    orjson.dumps(metric(unit="x" * 5000)),
-]
+    + [
+        b"",
+        b"not json",
+        b'{"kind": "metric", "node_id": ',
+        b'{"kind":"metric","metric_value":1e400}',
+        b'{"kind":"metric","metric_name":"\\ud800"}',
+        b'{"kind":"metric","metric_name":"\xff"}',
+        b"\xef\xbb\xbf" + orjson.dumps(metric()),
+        orjson.dumps(metric()) + b" trailing",
+        orjson.dumps(metric(unit="x" * 5000)),
+    ]
+    + [
+        # Raw control bytes inside a string and non-JSON number literals, in an otherwise valid
+        # record: both parsers must refuse them.
+        orjson.dumps(metric()).replace(b'"cpu.usage"', b'"cpu' + raw + b'usage"')
+        for raw in (b"\t", b"\n", b"\x00", b"\x1f")
+    ]
+    + [
+        orjson.dumps(metric()).replace(b"12.5", literal)
+        for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e400", b"0x10", b"+1", b".5")
+    ]
+)
 
 
 @pytest.mark.parametrize("value", REFUSED, ids=lambda v: v[:50].decode("utf-8", "replace"))

@@ -146,7 +146,8 @@ class KafkaSettings(BaseSettings):
         default=2 * 1024 * 1024, ge=1024, description="Most bytes per partition per fetch."
     )
     # Small on purpose: the loop yields to the in-flight flush once per poll, so a poll is
-    # also how long the flush can wait for its next step (bench/README.md, "The loop").
+    # also how long the flush can wait for its next step (docs/operations.md, "Batching,
+    # latency and throughput").
     max_poll_records: int = Field(
         default=500, ge=1, description="Records per poll at most (the loop yields after each)."
     )

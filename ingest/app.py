@@ -70,18 +70,30 @@ async def create_pool(settings: Settings, stop: asyncio.Event | None = None) -> 
             backoff = min(db.retry_max_backoff_ms / 1000.0, backoff * 2)
 
 
-def tune_gc() -> None:
-    """Keep the cyclic garbage collector off the hot path.
+def tune_gc() -> Callable[[], None]:
+    """Take the cyclic garbage collector off the hot path; returns what puts it back.
 
-    A buffer holds tens of thousands of young container objects (rows, origins, events) that
-    live until their flush, so they survive the young generations and make the automatic
-    full collections both frequent and expensive: measured, a third of the worker's CPU.
-    Almost none of them are in cycles (reference counting frees them after the flush), so
-    the thresholds go up, start-up's objects are frozen out of every scan, and the worker
-    collects explicitly between flushes (see ``Worker._record``), when little is alive.
+    A buffer holds tens of thousands of young container objects (rows, origins) that live
+    until their flush; every automatic young collection scans each of them at least once.
+    Almost none are in cycles (reference counting frees them after the flush), so automatic
+    collection is switched off for the worker's run, start-up's objects are frozen out of
+    every scan, and the worker collects explicitly between flushes and at least every few
+    seconds (``Worker._record``, ``Worker._loop``), when little is alive. Measured on a drain
+    of 1 M records: the automatic young collections cost 0.9-1.1 s of 12-13 s of CPU with the
+    thresholds raised to 50 000; off, the explicit ones cost 0.07-0.12 s.
     """
+    was_enabled = gc.isenabled()
+    thresholds = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
+    gc.disable()
+
+    def restore() -> None:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        if was_enabled:
+            gc.enable()
+
+    return restore
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
@@ -127,7 +139,7 @@ async def run_worker(
 
     stop = stop or asyncio.Event()
     install_signal_handlers(stop)
-    tune_gc()
+    restore_gc: Callable[[], None] | None = None
     metrics = Metrics(registry or REGISTRY)
     pool = await create_pool(settings, stop)
     db_state = {"up": True}
@@ -156,6 +168,7 @@ async def run_worker(
             log.info("http_listening", port=http.port)
         if on_ready is not None:
             await on_ready(http)
+        restore_gc = tune_gc()
         worker_task = asyncio.create_task(worker.run())
         stop_wait = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({worker_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -173,6 +186,8 @@ async def run_worker(
             return 1
         return 0
     finally:
+        if restore_gc is not None:
+            restore_gc()
         stop.set()
         watch.cancel()
         if scheduler_task is not None:

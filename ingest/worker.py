@@ -57,6 +57,8 @@ _BUSY_POLL_MS = 20.0
 _GAUGE_INTERVAL_S = 0.25
 #: Flushes between explicit garbage collections.
 _FLUSHES_PER_GC = 20
+#: Longest time between explicit garbage collections, however few the flushes.
+_GC_INTERVAL_S = 10.0
 
 
 class Worker:
@@ -98,6 +100,7 @@ class Worker:
         self._paused = False
         self._decoded_kinds: dict[str, int] = {}
         self._gauges_due = 0.0
+        self._collected_at = time.monotonic()
         self._consumed_counters: dict[str, Any] = {}
         self.last_flush_at: float | None = None
         self.flushes = 0
@@ -162,6 +165,13 @@ class Worker:
                 # seconds apart.
                 self._gauges_due = now + _GAUGE_INTERVAL_S
                 self._update_gauges()
+                if now - self._collected_at >= _GC_INTERVAL_S:
+                    # Few flushes (a quiet stream): cyclic garbage is still collected.
+                    self._collect()
+
+    def _collect(self) -> None:
+        gc.collect()
+        self._collected_at = time.monotonic()
 
     def _flush_idle(self) -> bool:
         return self._inflight is None or self._inflight.done()
@@ -330,8 +340,8 @@ class Worker:
             m.partitions_created.labels(table=table_name.split(".")[-1].rsplit("_p", 1)[0]).inc()
         if self.flushes % _FLUSHES_PER_GC == 0:
             # Right after a batch is let go: few objects are alive, so a full pass is cheap
-            # (the automatic ones are held off, see ingest.app.tune_gc).
-            gc.collect()
+            # (automatic collection is off, see ingest.app.tune_gc).
+            self._collect()
         for kind, n in self._decoded_kinds.items():
             m.events_decoded.labels(kind=kind).inc(n)
         self._decoded_kinds = {}

@@ -96,6 +96,10 @@ class DecodeLimits:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_future_skew", timedelta(seconds=self.max_future_skew_s))
 
+    def latest(self, now: datetime) -> datetime:
+        """The newest event time accepted at ``now`` (aware): beyond it, timestamp_in_future."""
+        return now + self._future_skew
+
 
 # A plain dict: its .get is measurably cheaper than the read-only mapping's on the hot path.
 _VALIDATORS: Final[dict[str, Callable[[Any], Event]]] = dict(VALIDATORS)
@@ -141,7 +145,7 @@ def _decode(value: bytes | None, now: datetime, limits: DecodeLimits) -> Decoded
 
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    latest = now + limits._future_skew
+    latest = limits.latest(now)
     oldest_allowed = limits.oldest_allowed
     # JSON can only spell NUL as an escape, so one byte search rules it out for almost every
     # record; the per-element walk runs only when this hits.

@@ -180,7 +180,7 @@ class Worker:
         now = datetime.now(UTC)
         limits = self._limits(now)
         # The fast lane's clock limits, the same ones decode applies (see ingest.lane).
-        latest = now + timedelta(seconds=limits.max_future_skew_s)
+        latest = limits.latest(now)
         oldest_metric = limits.oldest_allowed.get("metric")
         lane = self.lane.rows
         buffer = self.buffer

@@ -108,12 +108,13 @@ _fromtimestamp = datetime.fromtimestamp
 # Below 2^32 seconds (the year 2106) a double holds ms / 1000 to within half a microsecond, so
 # fromtimestamp, which rounds to the microsecond, gives back the exact millisecond; it is about
 # three times cheaper than timedelta arithmetic, which stays the path for everything else.
-MS_FLOAT_EXACT_BELOW = 2**32 * 1000
+_MS_FLOAT_EXACT_BELOW = 2**32 * 1000
 _TS_TYPE_ERROR = "Input should be an RFC 3339 date-time with offset or integer epoch milliseconds"
 
 
-def _epoch_ms(value: int) -> datetime:
-    if 0 <= value < MS_FLOAT_EXACT_BELOW:
+def epoch_ms(value: int) -> datetime:
+    """Integer epoch milliseconds as an aware UTC datetime, or a pydantic error."""
+    if 0 <= value < _MS_FLOAT_EXACT_BELOW:
         return _fromtimestamp(value / 1000, UTC)
     try:
         return _EPOCH + timedelta(milliseconds=value)
@@ -177,12 +178,12 @@ def parse_timestamp(value: Any) -> datetime:
     """
     kind = type(value)
     if kind is int:
-        return _epoch_ms(value)
+        return epoch_ms(value)
     if kind is str:
         return _rfc3339(value)
     if kind is float:
         if value.is_integer():
-            return _epoch_ms(int(value))
+            return epoch_ms(int(value))
         raise PydanticCustomError(
             "timestamp_fraction", "Epoch milliseconds should be a whole number"
         )

@@ -24,7 +24,7 @@ NODE = "5f0c6a4e-8a43-4c1b-9d59-0d2f8e1c7a01"
 EVENT_ID = "0b8f7c55-3d0e-4a53-8c1a-7a4b2d9e6f10"
 OLDEST = NOW - timedelta(days=30)
 LIMITS = DecodeLimits(max_bytes=4096, oldest_allowed={"metric": OLDEST})
-LATEST = NOW + timedelta(seconds=LIMITS.max_future_skew_s)
+LATEST = LIMITS.latest(NOW)
 
 
 def metric(**fields: Any) -> dict[str, Any]:

@@ -928,9 +928,8 @@ async def run(
             l_url = await dbs.new("latency")
             latency = await latency_run(l_url, bootstrap, f"bench{run_id}l.", rate, cfg, workdir)
         steady: list[Latency] = []
-        for n, rate in enumerate(cfg.steady_rates if cfg.latency_s > 0 else ()):
-            if not kafka_io.have_confluent():
-                break
+        latency_runs = cfg.latency_s > 0 and kafka_io.have_confluent()
+        for n, rate in enumerate(cfg.steady_rates if latency_runs else ()):
             log(f"latency: a steady {rate:,.0f} records/s for {cfg.latency_s:.0f} s")
             s_url = await dbs.new(f"steady{n}")
             prefix = f"bench{run_id}s{n}."

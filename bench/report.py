@@ -101,7 +101,7 @@ def latency_lines(report: BenchReport) -> list[str]:
     lines = (
         ["Latency at half load: not measured."]
         if lat is None
-        else [_latency_line(f"Latency at half load ({lat.rate:,.0f} records/s asked", lat)]
+        else [_latency_line(f"Latency at half load ({lat.rate:,.0f} records/s asked, ", lat)]
     )
     for steady in report.steady:
         lines.append("")
@@ -116,9 +116,8 @@ def _latency_line(head: str, lat: Latency) -> str:
             f"; the worker's own histogram `ingest_end_to_end_latency_seconds` says "
             f"p50 ≈ {lat.hist_p50_s:.3f} s, p99 ≈ {lat.hist_p99_s:.3f} s (bucket-interpolated)"
         )
-    sep = "" if head.endswith("(") else ", "
     return (
-        f"{head}{sep}{lat.achieved_rate:,.0f} produced, {lat.records:,} records): event ts → "
+        f"{head}{lat.achieved_rate:,.0f} produced, {lat.records:,} records): event ts → "
         f"offsets committed p50 {lat.p50_s:.3f} s, p99 {lat.p99_s:.3f} s, "
         f"max {lat.max_s:.3f} s{hist}."
     )

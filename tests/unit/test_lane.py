@@ -8,39 +8,27 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
+from test_decode import EVENT_ID, NODE, NOW, NOW_MS
+from test_decode import metric as decode_metric
 
 from ingest.decode import DecodeLimits, decode
 from ingest.lane import LaneEvent, MetricLane
 from ingest.route import route
 
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-NOW_MS = int(NOW.timestamp() * 1000)
-NODE = "5f0c6a4e-8a43-4c1b-9d59-0d2f8e1c7a01"
-EVENT_ID = "0b8f7c55-3d0e-4a53-8c1a-7a4b2d9e6f10"
 OLDEST = NOW - timedelta(days=30)
 LIMITS = DecodeLimits(max_bytes=4096, oldest_allowed={"metric": OLDEST})
 LATEST = LIMITS.latest(NOW)
+_DROP = object()
 
 
 def metric(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "kind": "metric",
-        "node_id": NODE,
-        "ts": NOW_MS,
-        "metric_type": "cpu",
-        "metric_name": "cpu.usage",
-        "metric_value": 12.5,
-    }
-    base.update(fields)
-    return {k: v for k, v in base.items() if v is not _DROP}
-
-
-_DROP = object()
+    """test_decode's metric, with ``_DROP`` to leave a field out."""
+    return {k: v for k, v in decode_metric(**fields).items() if v is not _DROP}
 
 
 def dumps(value: Any) -> bytes:

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
+from test_decode import NODE
+from test_decode import metric as decode_metric
 
 from ingest.observability import Metrics
 from ingest.settings import load_settings
 from ingest.worker import Worker
 
-NODE = "5f0c6a4e-8a43-4c1b-9d59-0d2f8e1c7a01"
 TOPIC = "mesh.metrics"
 
 
@@ -43,18 +43,9 @@ def worker() -> Worker:
     return w
 
 
-def metric(value: float, **extra: Any) -> bytes:
-    now = datetime.now(UTC) - timedelta(seconds=1)
-    event = {
-        "kind": "metric",
-        "node_id": NODE,
-        "ts": now.isoformat(),
-        "metric_type": "cpu",
-        "metric_name": "load",
-        "metric_value": value,
-        **extra,
-    }
-    return orjson.dumps(event)
+def metric(value: float) -> bytes:
+    recent = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    return orjson.dumps(decode_metric(ts=recent, metric_value=value))
 
 
 def event_record() -> bytes:

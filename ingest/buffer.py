@@ -130,10 +130,6 @@ class Buffer:
 
     # -- filling -------------------------------------------------------------------------------
 
-    def note_record(self, topic: str, partition: int, offset: int, size: int) -> None:
-        """Count a consumed record; its partition's next offset moves past it."""
-        self.note_records(topic, partition, 1, size, offset + 1)
-
     def note_records(
         self, topic: str, partition: int, count: int, size: int, next_offset: int
     ) -> None:

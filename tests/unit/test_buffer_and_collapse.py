@@ -26,18 +26,18 @@ def metric_row(value: float) -> tuple[object, ...]:
 
 def test_a_flush_is_due_by_rows_by_bytes_or_by_age() -> None:
     by_rows = Buffer(FlushPolicy(max_rows=2, max_bytes=10**9, max_age_ms=10**6))
-    by_rows.note_record("t", 0, 0, 10)
+    by_rows.note_records("t", 0, 1, 10, 1)
     by_rows.add_rows(origin(0), [("metrics", metric_row(1.0))])
     assert not by_rows.due()
     by_rows.add_rows(origin(0), [("metrics", metric_row(2.0))])
     assert by_rows.due() and by_rows.full()
 
     by_bytes = Buffer(FlushPolicy(max_rows=10**6, max_bytes=1024, max_age_ms=10**6))
-    by_bytes.note_record("t", 0, 0, 2048)
+    by_bytes.note_records("t", 0, 1, 2048, 1)
     assert by_bytes.due()
 
     by_age = Buffer(FlushPolicy(max_rows=10**6, max_bytes=10**9, max_age_ms=50))
-    by_age.note_record("t", 0, 0, 10)
+    by_age.note_records("t", 0, 1, 10, 1)
     assert not by_age.due(now=by_age._first_added + 0.01)
     assert by_age.due(now=by_age._first_added + 0.06)
     assert Buffer(FlushPolicy()).due() is False  # an empty buffer is never due
@@ -47,7 +47,7 @@ def test_a_buffer_is_ripe_at_the_minimum_age_and_the_poll_timeout_follows_it() -
     buffer = Buffer(FlushPolicy(max_rows=10**6, max_bytes=10**9, max_age_ms=500, min_age_ms=100))
     assert not buffer.ripe()  # empty: nothing to write
     assert buffer.time_to_due_ms(ripe=True) == 100.0
-    buffer.note_record("t", 0, 0, 10)
+    buffer.note_records("t", 0, 1, 10, 1)
     start = buffer._first_added
     assert not buffer.ripe(now=start + 0.05)
     assert buffer.ripe(now=start + 0.1) and not buffer.due(now=start + 0.1)
@@ -87,7 +87,7 @@ def test_a_lane_metric_is_buffered_exactly_as_its_routed_pairs_would_be() -> Non
 def test_take_hands_over_everything_with_the_next_offsets_and_starts_empty() -> None:
     buf = Buffer(FlushPolicy())
     for offset in (5, 6, 7):
-        buf.note_record("mesh.metrics", 2, offset, 100)
+        buf.note_records("mesh.metrics", 2, 1, 100, offset + 1)
         buf.add_rows(origin(offset), [("metrics", metric_row(float(offset)))])
     batch = buf.take()
     assert batch.next_offsets == {("mesh.metrics", 2): 8}

@@ -483,15 +483,19 @@ class Worker:
 
     async def _resync(self) -> None:
         """After being fenced: forget the buffer and resume every partition from the DB."""
-        self.buffer.clear()
         consumer = self.consumer
-        if consumer is None:
-            return
         parts = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
-        if not parts:
+        if consumer is None or not parts:
+            self.buffer.clear()
             return
         positions = await self._stored_positions(consumer, parts)
+        # The loop went on buffering while the offsets were read, from positions that are
+        # about to be reset: clearing the buffer only now, with no await until every
+        # partition is sought, lets none of that reach a flush beside its own refetch.
+        self.buffer.clear()
         for tp in parts:
+            if (tp.topic, tp.partition) not in self.assigned:
+                continue
             offset = positions[(tp.topic, tp.partition)]
             self.stored[(tp.topic, tp.partition)] = offset
             self.position[(tp.topic, tp.partition)] = offset

@@ -92,3 +92,40 @@ def test_put_ignores_partitions_this_worker_does_not_hold() -> None:
     w = worker()
     w._put({TopicPartition(TOPIC, 1): [Rec(0, metric(1.0))]})  # type: ignore[dict-item]
     assert w.buffer.records == 0 and w.position == {(TOPIC, 0): 5}
+
+
+class SeekLog:
+    """Records seeks: the one call a resync makes of the consumer once the offsets are read."""
+
+    def __init__(self) -> None:
+        self.seeks: list[tuple[tuple[str, int], int]] = []
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append(((tp.topic, tp.partition), offset))
+
+
+def test_a_resync_drops_what_the_loop_buffered_while_the_stored_offsets_were_read() -> None:
+    w = worker()
+    w.assigned = {(TOPIC, 0)}
+    seeks = SeekLog()
+    w.consumer = seeks  # type: ignore[assignment]
+    tp = TopicPartition(TOPIC, 0)
+
+    async def stored_positions(consumer: object, parts: object) -> dict[tuple[str, int], int]:
+        # The database takes a round trip; meanwhile the loop goes on from the old position.
+        w._put({tp: [Rec(5, metric(5.0)), Rec(6, metric(6.0))]})  # type: ignore[dict-item]
+        await asyncio.sleep(0)
+        return {(TOPIC, 0): 3}
+
+    w._stored_positions = stored_positions  # type: ignore[method-assign,assignment]
+    asyncio.run(w._resync())
+    assert w.buffer.records == 0
+    assert w.stored == w.position == {(TOPIC, 0): 3}
+    assert seeks.seeks == [((TOPIC, 0), 3)]
+
+    # The refetch from the stored offset is buffered once: nothing of the above rides along.
+    refetch = [Rec(o, metric(float(o))) for o in (3, 4, 5, 6)]
+    w._put({tp: refetch})  # type: ignore[dict-item]
+    batch = w.buffer.take()
+    assert batch.records == 4
+    assert sorted(row[3] for row in batch.targets["metrics"].rows) == [3.0, 4.0, 5.0, 6.0]

@@ -1,7 +1,9 @@
-"""Worker._put: fetched records into the buffer, through the lane or the general path.
+"""Worker._put and _resync: fetched records into the buffer, and positions after a fence.
 
 No Kafka and no database: the records are plain objects with the three fields _put reads,
-and the worker is never started. What is pinned is the bookkeeping a flush relies on.
+the resync's offsets come from a coroutine standing in for the database read, its seeks are
+only recorded, and the worker is never started. What is pinned is the bookkeeping a flush
+relies on.
 """
 
 from __future__ import annotations

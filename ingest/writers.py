@@ -131,23 +131,18 @@ JOIN network.routing_entries e
 """
 
 
-async def _write_node_refs(conn: Conn, rows: Sequence[Row]) -> int:
-    await conn.execute(
-        "INSERT INTO network.nodes (node_id) SELECT id FROM unnest($1::uuid[]) AS u(id) "
-        "ORDER BY id ON CONFLICT (node_id) DO NOTHING",
-        [r[0] for r in rows],
-    )
-    return 0
+def _refs_writer(table: str, key: str) -> StepFn:
+    """Placeholders for referenced parents: insert the ids not there yet, in key order."""
 
+    async def write(conn: Conn, rows: Sequence[Row]) -> int:
+        await conn.execute(
+            f"INSERT INTO network.{table} ({key}) SELECT id FROM unnest($1::uuid[]) AS u(id) "
+            f"ORDER BY id ON CONFLICT ({key}) DO NOTHING",
+            [r[0] for r in rows],
+        )
+        return 0
 
-async def _write_topology_refs(conn: Conn, rows: Sequence[Row]) -> int:
-    await conn.execute(
-        "INSERT INTO network.mesh_topologies (topology_id) "
-        "SELECT id FROM unnest($1::uuid[]) AS u(id) ORDER BY id "
-        "ON CONFLICT (topology_id) DO NOTHING",
-        [r[0] for r in rows],
-    )
-    return 0
+    return write
 
 
 def _owned_refs_writer(table: str, key: str) -> StepFn:
@@ -201,8 +196,8 @@ def _append_writer(target: Target) -> StepFn:
 
 def _build_steps() -> dict[str, StepFn]:
     steps: dict[str, StepFn] = {
-        "node_refs": _write_node_refs,
-        "topology_refs": _write_topology_refs,
+        "node_refs": _refs_writer("nodes", "node_id"),
+        "topology_refs": _refs_writer("mesh_topologies", "topology_id"),
         "pool_refs": _owned_refs_writer("connection_pools", "pool_id"),
         "config_refs": _owned_refs_writer("batch_configs", "config_id"),
         "route_marks": _write_route_marks,

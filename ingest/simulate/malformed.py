@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import orjson
 
+from ingest.tables import KIND_TIME_SERIES
+
 #: Decode's own reason codes (the eight it can emit), in the order the simulator cycles them.
 REASON_CYCLE: Final = (
     "invalid_json",
@@ -25,9 +27,7 @@ REASON_CYCLE: Final = (
     "too_large",
 )
 #: Kinds whose time is bounded by a table's retention; only they can be ``timestamp_too_old``.
-RETAINED_KINDS: Final = frozenset(
-    {"metric", "event", "route.advert", "compression.stats", "batch.stats"}
-)
+RETAINED_KINDS: Final = frozenset(KIND_TIME_SERIES)
 #: Kinds never damaged: a lost announcement leaves a node or topology a placeholder for the rest
 #: of the run, which hides every other effect a malformed-records run is meant to show.
 PROTECTED_KINDS: Final = frozenset({"node.announce", "topology.config"})

@@ -32,6 +32,7 @@ import structlog
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from ingest import errors
+from ingest.db import Conn
 from ingest.observability import HttpServer, Metrics
 from ingest.scheduler import dns, leases, nodes, partitions, retention, routes, snapshots
 from ingest.scheduler.announce import KafkaAnnouncer
@@ -219,14 +220,7 @@ class Scheduler:
             # Changes nothing, so it needs no leadership and does not move the schedule.
             return await self.execute(job, lease=None, trigger="manual", dry_run=True)
         async with self.pool.acquire() as conn:
-            lease = await leases.claim(
-                conn,
-                job.name,
-                self.replica,
-                interval_s=job.interval_s,
-                ttl_s=self.settings.scheduler.lease_ttl_s,
-                force=True,
-            )
+            lease = await self._claim(conn, job, force=True)
             holder = None if lease else await leases.holder_of(conn, job.name)
         if lease is None:
             return await self._skip(job, holder or {})
@@ -252,6 +246,16 @@ class Scheduler:
     async def close(self) -> None:
         await self.announcer.close()
 
+    async def _claim(self, conn: Conn, job: Job, *, force: bool = False) -> leases.Lease | None:
+        return await leases.claim(
+            conn,
+            job.name,
+            self.replica,
+            interval_s=job.interval_s,
+            ttl_s=self.settings.scheduler.lease_ttl_s,
+            force=force,
+        )
+
     async def _loop(self, job: Job, stop: asyncio.Event) -> None:
         poll = min(job.interval_s, self.settings.scheduler.poll_interval_s)
         # Replicas started together should not all ask at the same instant.
@@ -259,13 +263,7 @@ class Scheduler:
         while not stop.is_set():
             try:
                 async with self.pool.acquire() as conn:
-                    lease = await leases.claim(
-                        conn,
-                        job.name,
-                        self.replica,
-                        interval_s=job.interval_s,
-                        ttl_s=self.settings.scheduler.lease_ttl_s,
-                    )
+                    lease = await self._claim(conn, job)
                 if lease is not None:
                     await self.execute(job, lease=lease, trigger="schedule")
             except Exception as exc:

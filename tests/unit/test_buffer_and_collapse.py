@@ -50,10 +50,14 @@ def test_a_buffer_is_ripe_at_the_minimum_age_and_the_poll_timeout_follows_it() -
     buffer.note_records("t", 0, 1, 10, 1)
     start = buffer._first_added
     assert not buffer.ripe(now=start + 0.05)
-    assert buffer.ripe(now=start + 0.1) and not buffer.due(now=start + 0.1)
+    # Either side of 100 ms, not on it: (start + 0.1 - start) * 1000 lands on 99.999… or
+    # 100.000… depending on the clock's value (this failed once in CI).
+    assert not buffer.ripe(now=start + 0.099)
+    assert buffer.ripe(now=start + 0.101) and not buffer.due(now=start + 0.101)
     assert buffer.time_to_due_ms(start + 0.04, ripe=True) == pytest.approx(60.0)
     assert buffer.time_to_due_ms(start + 0.04) == pytest.approx(460.0)
-    assert buffer.due(now=start + 0.5)
+    assert not buffer.due(now=start + 0.499)
+    assert buffer.due(now=start + 0.501)
 
 
 def test_records_counted_per_chunk_move_the_next_offset_past_the_last() -> None:

@@ -20,7 +20,7 @@ import structlog
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from ingest import errors
-from ingest.db import Conn
+from ingest.db import Conn, install_codecs
 from ingest.observability import HttpServer, Metrics
 from ingest.settings import Settings
 from ingest.writers import create_staging_tables
@@ -31,6 +31,7 @@ log = structlog.get_logger("ingest.app")
 async def _setup_connection(conn: Conn, statement_timeout_ms: int) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
     await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+    await install_codecs(conn)
     await create_staging_tables(conn)
 
 

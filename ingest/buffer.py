@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -45,8 +44,8 @@ class Origin(NamedTuple):
     key: bytes | None
     kind: str | None
     event_id: str | None
-    #: Event time, for the end-to-end latency histogram.
-    ts: datetime | None = None
+    #: Event time as :func:`ingest.db.pg_micros`, for the end-to-end latency histogram.
+    ts: int | None = None
 
 
 # Origin(*fields) without the generated __new__'s argument handling, for the hot path.

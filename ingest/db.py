@@ -37,6 +37,14 @@ def pg_micros(moment: datetime) -> int:
     return (moment - PG_EPOCH) // _MICROSECOND
 
 
+def as_datetime(value: datetime | int) -> datetime:
+    """A timestamp held either way (a datetime, or :func:`pg_micros`) as an aware datetime."""
+    if type(value) is int:
+        return PG_EPOCH + timedelta(microseconds=value)
+    assert isinstance(value, datetime)
+    return value
+
+
 def unix_seconds(pg_value: int) -> float:
     """The inverse of :func:`pg_micros`, as Unix time (for latency figures, not storage)."""
     return (pg_value - _UNIX_EPOCH_PG_MICROS) / 1_000_000

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from ingest.buffer import Buffer, FlushPolicy, Origin
-from ingest.db import Conn
+from ingest.db import Conn, pg_micros
 from ingest.decode import DecodeLimits, decode
 from ingest.route import route
 from ingest.settings import Settings
@@ -114,7 +114,7 @@ async def replay(
                 row["key"],
                 event.kind,
                 None if event.event_id is None else str(event.event_id),
-                event.ts,
+                pg_micros(event.ts),
             )
             buffer.add_rows(origin, route(event))
         batch = buffer.take()

@@ -33,7 +33,7 @@ import structlog
 
 from ingest import errors
 from ingest.buffer import Batch, DeadLetterRow, TopicPartition
-from ingest.db import Conn
+from ingest.db import Conn, as_datetime
 from ingest.offsets import Fenced, advance_offsets
 from ingest.partitions import ensure_partitions_for_times
 from ingest.route import Row
@@ -243,7 +243,8 @@ class Sink:
                 if target.time_column is None or not tr.rows:
                     continue
                 col = target.index(target.time_column)
-                times = [row[col] for row in tr.rows]
+                # The fast lane's rows hold pg_micros, the general path's datetimes.
+                times = [as_datetime(row[col]) for row in tr.rows]
                 assert target.table is not None
                 created += await ensure_partitions_for_times(
                     conn, target.table, times, self.partitions

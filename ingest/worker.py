@@ -34,6 +34,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from ingest import errors
 from ingest.buffer import Batch, Buffer, FlushPolicy, Origin
+from ingest.db import pg_micros, unix_seconds
 from ingest.decode import DecodeLimits, decode
 from ingest.lane import MetricLane
 from ingest.observability import Metrics
@@ -180,8 +181,9 @@ class Worker:
         now = datetime.now(UTC)
         limits = self._limits(now)
         # The fast lane's clock limits, the same ones decode applies (see ingest.lane).
-        latest = limits.latest(now)
+        latest = pg_micros(limits.latest(now))
         oldest_metric = limits.oldest_allowed.get("metric")
+        oldest_lane = None if oldest_metric is None else pg_micros(oldest_metric)
         lane = self.lane.rows
         buffer = self.buffer
         add_rows = buffer.add_rows
@@ -214,7 +216,7 @@ class Worker:
                 value = rec.value
                 if value is not None:
                     size += len(value)
-                fast = lane(value, latest, oldest_metric)
+                fast = lane(value, latest, oldest_lane)
                 if fast is not None:
                     rec_key = rec.key
                     for index, lane_eid, row in fast:
@@ -233,7 +235,7 @@ class Worker:
                         rec.key,
                         event.kind,
                         None if eid is None else str(eid),
-                        event.ts,
+                        pg_micros(event.ts),
                     )
                     add_rows(origin, route(event))
                     kinds[event.kind] = kinds.get(event.kind, 0) + 1
@@ -351,7 +353,7 @@ class Worker:
             step = max(1, len(origins) // _LATENCY_SAMPLES)
             for origin in origins[::step]:
                 if origin.ts is not None:
-                    m.end_to_end_latency.observe(max(0.0, now - origin.ts.timestamp()))
+                    m.end_to_end_latency.observe(max(0.0, now - unix_seconds(origin.ts)))
         for d in batch.dead[:_DEAD_LETTERS_LOGGED]:
             # Positions and reasons only: payloads never go to logs.
             log.info(

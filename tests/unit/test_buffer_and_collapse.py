@@ -9,19 +9,22 @@ import orjson
 import pytest
 
 from ingest.buffer import Buffer, FlushPolicy, Origin
+from ingest.db import pg_micros
 from ingest.decode import DeadLetter
 from ingest.tables import BY_NAME
 from ingest.writers import collapse
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+# Origins and lane rows hold event times as pg_micros.
+T0_PG = pg_micros(T0)
 
 
 def origin(offset: int, index: int | None = None, payload: bytes = b"{}") -> Origin:
-    return Origin("mesh.metrics", 0, offset, index, payload, None, "metric", None, T0)
+    return Origin("mesh.metrics", 0, offset, index, payload, None, "metric", None, T0_PG)
 
 
 def metric_row(value: float) -> tuple[object, ...]:
-    return (uuid.uuid4(), "cpu", "load", value, None, None, T0)
+    return (uuid.uuid4(), "cpu", "load", value, None, None, T0_PG)
 
 
 def test_a_flush_is_due_by_rows_by_bytes_or_by_age() -> None:
@@ -78,10 +81,12 @@ def test_a_lane_metric_is_buffered_exactly_as_its_routed_pairs_would_be() -> Non
     by_lane.add_metric("mesh.metrics", 0, 7, 2, b"[...]", b"k", "e-1", row)
     by_pairs = Buffer(FlushPolicy())
     routed = [("node_refs", (row[0],)), ("metrics", row)]
-    by_pairs.add_rows(Origin("mesh.metrics", 0, 7, 2, b"[...]", b"k", "metric", "e-1", T0), routed)
+    by_pairs.add_rows(
+        Origin("mesh.metrics", 0, 7, 2, b"[...]", b"k", "metric", "e-1", T0_PG), routed
+    )
     lane, pairs = by_lane.take(), by_pairs.take()
     assert lane.origins == pairs.origins
-    assert type(lane.origins[0]) is Origin and lane.origins[0].ts == T0
+    assert type(lane.origins[0]) is Origin and lane.origins[0].ts == T0_PG
     assert {n: (t.rows, t.origins) for n, t in lane.targets.items()} == {
         n: (t.rows, t.origins) for n, t in pairs.targets.items()
     }

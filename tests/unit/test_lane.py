@@ -16,13 +16,15 @@ import pytest
 from test_decode import EVENT_ID, NODE, NOW, NOW_MS
 from test_decode import metric as decode_metric
 
+from ingest.db import pg_micros
 from ingest.decode import DecodeLimits, decode
 from ingest.lane import LaneEvent, MetricLane
 from ingest.route import route
 
 OLDEST = NOW - timedelta(days=30)
 LIMITS = DecodeLimits(max_bytes=4096, oldest_allowed={"metric": OLDEST})
-LATEST = LIMITS.latest(NOW)
+# The lane's limits and row timestamps are in PostgreSQL's unit (see ingest.lane).
+LATEST_PG, OLDEST_PG = pg_micros(LIMITS.latest(NOW)), pg_micros(OLDEST)
 _DROP = object()
 
 
@@ -49,12 +51,14 @@ def general(value: bytes) -> list[LaneEvent] | None:
             return None
         (refs, ref_row), (target, row) = route(event)
         assert (refs, target, ref_row) == ("node_refs", "metrics", (row[0],))
+        # The same moment in the unit the lane hands to the timestamptz codec.
+        row = (*row[:6], pg_micros(row[6]))
         out.append((index, None if event.event_id is None else str(event.event_id), row))
     return out
 
 
 def lane_rows(value: bytes) -> list[LaneEvent] | None:
-    return MetricLane(LIMITS.max_bytes).rows(value, LATEST, OLDEST)
+    return MetricLane(LIMITS.max_bytes).rows(value, LATEST_PG, OLDEST_PG)
 
 
 def assert_same_as_general(value: bytes) -> list[LaneEvent] | None:
@@ -213,7 +217,22 @@ def test_what_the_lane_leaves_goes_to_the_general_path(value: bytes) -> None:
 
 
 def test_tombstone_goes_to_the_general_path() -> None:
-    assert MetricLane(4096).rows(None, LATEST, OLDEST) is None
+    assert MetricLane(4096).rows(None, LATEST_PG, OLDEST_PG) is None
+
+
+def test_without_a_retention_horizon_epoch_ms_a_datetime_cannot_hold_goes_to_the_general_path() -> (
+    None
+):
+    # The lane's timestamps are integers, so the range a datetime holds is its own check.
+    lane = MetricLane(4096)
+    first_ms = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+    assert lane.rows(dumps(metric(ts=first_ms - 1)), LATEST_PG, None) is None
+    unbounded = DecodeLimits(max_bytes=4096)
+    assert decode(dumps(metric(ts=first_ms - 1)), NOW, unbounded).dead
+    fast = lane.rows(dumps(metric(ts=first_ms)), LATEST_PG, None)
+    assert fast is not None
+    ((_, event),) = decode(dumps(metric(ts=first_ms)), NOW, unbounded).events
+    assert fast[0][2][6] == pg_micros(event.ts)
 
 
 def test_random_mutations_never_make_the_lane_disagree_with_the_general_path() -> None:
@@ -249,7 +268,7 @@ def test_node_ids_are_uuid_objects_equal_to_the_general_paths_and_the_map_is_bou
     lane = MetricLane(4096)
     for i in range(3):
         node = f"00000000-0000-4000-8000-{i:012d}"
-        fast = lane.rows(orjson.dumps(metric(node_id=node)), LATEST, OLDEST)
+        fast = lane.rows(orjson.dumps(metric(node_id=node)), LATEST_PG, OLDEST_PG)
         assert fast is not None
         assert fast[0][2][0] == general(orjson.dumps(metric(node_id=node)))[0][2][0]  # type: ignore[index]
     assert len(lane._nodes) == 3

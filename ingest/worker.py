@@ -36,7 +36,7 @@ from ingest import errors
 from ingest.buffer import Batch, Buffer, FlushPolicy, Origin
 from ingest.db import pg_micros, unix_seconds
 from ingest.decode import DecodeLimits, decode
-from ingest.lane import KindLane, MetricLane
+from ingest.lane import FastLane, LaneLimits
 from ingest.observability import Metrics
 from ingest.offsets import Fenced, initialise_offsets, load_offsets
 from ingest.route import route
@@ -79,8 +79,7 @@ class Worker:
         self.burst = burst
         b = settings.batch
         self.buffer = Buffer(FlushPolicy(b.max_rows, b.max_bytes, b.max_age_ms, b.min_age_ms))
-        self.lane = MetricLane(settings.decode.max_message_bytes)
-        self.kind_lane = KindLane(settings.decode.max_message_bytes)
+        self.lane = FastLane(settings.decode.max_message_bytes)
         self.sink = Sink(
             pool,
             group_id=settings.group_id,
@@ -181,14 +180,9 @@ class Worker:
     def _put(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         now = datetime.now(UTC)
         limits = self._limits(now)
-        # The fast lanes' clock limits, the same ones decode applies (see ingest.lane).
-        latest_dt = limits.latest(now)
-        oldest_allowed = limits.oldest_allowed
-        latest = pg_micros(latest_dt)
-        oldest_metric = oldest_allowed.get("metric")
-        oldest_lane = None if oldest_metric is None else pg_micros(oldest_metric)
+        # The fast lane's clock limits, the same ones decode applies (see ingest.lane).
+        lane_limits = LaneLimits.at(limits, now)
         lane = self.lane.rows
-        kind_lane = self.kind_lane.rows
         buffer = self.buffer
         add_rows = buffer.add_rows
         add_metric = buffer.add_metric
@@ -220,24 +214,23 @@ class Worker:
                 value = rec.value
                 if value is not None:
                     size += len(value)
-                fast = lane(value, latest, oldest_lane)
+                fast = lane(value, lane_limits)
                 if fast is not None:
                     rec_key = rec.key
-                    for index, lane_eid, row in fast:
-                        add_metric(topic, partition, offset, index, value, rec_key, lane_eid, row)
-                    laned += len(fast)
-                    continue
-                others = kind_lane(value, latest_dt, oldest_allowed)
-                if others is not None:
-                    rec_key = rec.key
-                    for index, kind, lane_eid, ts, routed in others:
-                        add_rows(
-                            Origin(
+                    for taken in fast:
+                        if len(taken) == 3:  # a metric: its row alone (see Buffer.add_metric)
+                            index, lane_eid, row = taken
+                            add_metric(
+                                topic, partition, offset, index, value, rec_key, lane_eid, row
+                            )
+                            laned += 1
+                        else:
+                            index, kind, lane_eid, ts, routed = taken
+                            origin = Origin(
                                 topic, partition, offset, index, value, rec_key, kind, lane_eid, ts
-                            ),
-                            routed,
-                        )
-                        kinds[kind] = kinds.get(kind, 0) + 1
+                            )
+                            add_rows(origin, routed)
+                            kinds[kind] = kinds.get(kind, 0) + 1
                     continue
                 decoded = decode(value, now, limits)
                 for index, event in decoded.events:

@@ -1,9 +1,9 @@
-"""The kind lane takes plain event, heartbeat, link, route and stats records with the general
+"""The fast lane takes plain event, heartbeat, link, route and stats records with the general
 path's rows, and leaves everything else to it.
 
-As for the metric lane (test_lane.py), the property pinned here: for any record,
-``KindLane.rows`` is either None (the general path decides) or exactly what ``decode`` +
-``route`` make of the same bytes: the same events, origins and rows, values and types.
+As for metrics (test_lane.py), the property pinned here: for any record, ``FastLane.rows`` is
+either None (the general path decides) or exactly what ``decode`` + ``route`` make of the same
+bytes: the same events, origins and rows, values and types.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 import pytest
-from test_decode import EVENT_ID, NODE, NOW, NOW_MS
+from test_decode import EVENT_ID, NODE, NOW, NOW_MS, metric
+from test_lane import assert_rows_and_types_equal, lane_shaped
 
 from ingest.db import pg_micros
 from ingest.decode import DecodeLimits, decode
-from ingest.lane import KindLane, KindLaneEvent
-from ingest.route import route
+from ingest.lane import FastLane, KindLaneEvent, LaneEvent, LaneLimits
 
 OTHER = "9a3e1c2d-4b5f-4e6a-8c7d-1e2f3a4b5c6d"
 TOPOLOGY = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
@@ -30,7 +30,7 @@ LIMITS = DecodeLimits(
     max_bytes=4096,
     oldest_allowed={k: OLDEST for k in ("event", "compression.stats", "batch.stats")},
 )
-LATEST = LIMITS.latest(NOW)
+LANE_LIMITS = LaneLimits.at(LIMITS, NOW)
 _DROP = object()
 
 
@@ -80,39 +80,25 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode()
 
 
-def general(value: bytes) -> list[KindLaneEvent] | None:
+def general(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
     """What the general path stores for ``value``, in the lane's shape; None when it stores a
     dead letter."""
     decoded = decode(value, NOW, LIMITS)
     if decoded.dead or not decoded.events:
         return None
-    return [
-        (
-            index,
-            e.kind,
-            None if e.event_id is None else str(e.event_id),
-            pg_micros(e.ts),
-            route(e),
-        )
-        for index, e in decoded.events
-    ]
+    return lane_shaped(decoded.events)
 
 
-def lane_rows(value: bytes) -> list[KindLaneEvent] | None:
-    return KindLane(LIMITS.max_bytes).rows(value, LATEST, LIMITS.oldest_allowed)
+def lane_rows(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
+    return FastLane(LIMITS.max_bytes).rows(value, LANE_LIMITS)
 
 
-def assert_same_as_general(value: bytes) -> list[KindLaneEvent] | None:
+def assert_same_as_general(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
     fast = lane_rows(value)
     if fast is not None:
         expected = general(value)
         assert expected is not None, f"lane stored what the general path refuses: {value!r}"
-        assert fast == expected, value
-        for got, want in zip(fast, expected, strict=True):
-            for (_, got_row), (_, want_row) in zip(got[4], want[4], strict=True):
-                # Equal is not enough for the COPY encoders and the collapse: the types must
-                # match too (the lane's ids are asyncpg's UUID subclass).
-                assert all(isinstance(g, type(w)) for g, w in zip(got_row, want_row, strict=True))
+        assert_rows_and_types_equal(fast, expected)
     return fast
 
 
@@ -175,7 +161,7 @@ def test_an_array_of_laned_kinds_takes_the_lane_with_element_indexes() -> None:
     value = orjson.dumps([b() for b in BUILDERS])
     fast = assert_same_as_general(value)
     assert fast is not None
-    assert [(index, kind) for index, kind, _, _, _ in fast] == [
+    assert [(taken[0], taken[1]) for taken in fast] == [
         (0, "event"),
         (1, "node.heartbeat"),
         (2, "link.probe"),
@@ -183,6 +169,13 @@ def test_an_array_of_laned_kinds_takes_the_lane_with_element_indexes() -> None:
         (4, "compression.stats"),
         (5, "batch.stats"),
     ]
+
+
+def test_an_array_mixing_metrics_and_other_kinds_takes_the_lane_element_by_element() -> None:
+    value = orjson.dumps([metric(), event(), metric(metric_value=1), heartbeat()])
+    fast = assert_same_as_general(value)
+    assert fast is not None
+    assert [len(taken) for taken in fast] == [3, 5, 3, 5]
 
 
 REFUSED: list[bytes] = [
@@ -234,6 +227,7 @@ REFUSED: list[bytes] = [
         batch(average_batch_size=-0.5),
         batch(period_start=int(OLDEST.timestamp() * 1000) - 1),
         [event(), {"kind": "metric"}],
+        [metric(), event(event_name="")],
         [event(), heartbeat(v=2)],
         {"kind": "node.announce", "node_id": NODE, "ts": NOW_MS},
         {"kind": "metric", "node_id": NODE, "ts": NOW_MS},
@@ -292,7 +286,7 @@ def test_random_mutations_never_make_the_kind_lane_disagree_with_the_general_pat
                 value.pop(name, None)
             else:
                 value[name] = rng.choice(values)
-        shape: Any = value if rng.random() < 0.8 else [value, rng.choice(BUILDERS)()]
+        shape: Any = value if rng.random() < 0.8 else [value, rng.choice([*BUILDERS, metric])()]
         if assert_same_as_general(dumps(shape)) is not None:
             taken += 1
     # The mutations leave a fair share valid; a lane refusing everything proves nothing.
@@ -300,9 +294,9 @@ def test_random_mutations_never_make_the_kind_lane_disagree_with_the_general_pat
 
 
 def test_ids_repeat_as_uuid_objects_and_the_map_is_bounded() -> None:
-    lane = KindLane(4096)
+    lane = FastLane(4096)
     for _ in range(2):
-        fast = lane.rows(orjson.dumps(probe()), LATEST, LIMITS.oldest_allowed)
+        fast = lane.rows(orjson.dumps(probe()), LANE_LIMITS)
         assert fast is not None
     assert set(lane._ids) == {NODE, OTHER, TOPOLOGY}
 
@@ -311,6 +305,6 @@ def test_a_struct_is_handed_to_its_router_once_converted() -> None:
     # The router reads attributes: the ones it reads must be the model's types.
     fast = lane_rows(orjson.dumps(advert(next_hop_id=TOPOLOGY)))
     assert fast is not None
-    _, _, _, ts, routed = fast[0]
+    _, _, _, ts, routed = fast[0]  # type: ignore[misc]
     entry = next(row for target, row in routed if target == "routing_entries")
     assert type(entry[7]) is datetime and pg_micros(entry[7]) == ts

@@ -1,6 +1,6 @@
 """The metric fast lane takes plain metric records, and only those, with the general path's rows.
 
-The property pinned everywhere here: for any record, ``MetricLane.rows`` is either None (the
+The property pinned everywhere here: for any record, ``FastLane.rows`` is either None (the
 general path decides) or exactly what ``decode`` + ``route`` make of the same bytes.
 """
 
@@ -18,13 +18,13 @@ from test_decode import metric as decode_metric
 
 from ingest.db import pg_micros
 from ingest.decode import DecodeLimits, decode
-from ingest.lane import LaneEvent, MetricLane
+from ingest.events import Event
+from ingest.lane import FastLane, KindLaneEvent, LaneEvent, LaneLimits
 from ingest.route import route
 
 OLDEST = NOW - timedelta(days=30)
 LIMITS = DecodeLimits(max_bytes=4096, oldest_allowed={"metric": OLDEST})
-# The lane's limits and row timestamps are in PostgreSQL's unit (see ingest.lane).
-LATEST_PG, OLDEST_PG = pg_micros(LIMITS.latest(NOW)), pg_micros(OLDEST)
+LANE_LIMITS = LaneLimits.at(LIMITS, NOW)
 _DROP = object()
 
 
@@ -39,38 +39,53 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode()
 
 
-def general(value: bytes) -> list[LaneEvent] | None:
-    """What the general path stores for ``value``, in the lane's shape; None when it stores
-    anything else (a dead letter, another kind)."""
-    decoded = decode(value, NOW, LIMITS)
-    if decoded.dead or not decoded.events:
-        return None
-    out: list[LaneEvent] = []
-    for index, event in decoded.events:
+def lane_shaped(events: list[tuple[int | None, Event]]) -> list[LaneEvent | KindLaneEvent]:
+    """The general path's events and rows, in the shapes the lane gives them."""
+    out: list[LaneEvent | KindLaneEvent] = []
+    for index, event in events:
+        event_id = None if event.event_id is None else str(event.event_id)
+        routed = route(event)
         if event.kind != "metric":
-            return None
-        (refs, ref_row), (target, row) = route(event)
+            out.append((index, event.kind, event_id, pg_micros(event.ts), routed))
+            continue
+        (refs, ref_row), (target, row) = routed
         assert (refs, target, ref_row) == ("node_refs", "metrics", (row[0],))
         # The same moment in the unit the lane hands to the timestamptz codec.
-        row = (*row[:6], pg_micros(row[6]))
-        out.append((index, None if event.event_id is None else str(event.event_id), row))
+        out.append((index, event_id, (*row[:6], pg_micros(row[6]))))
     return out
 
 
-def lane_rows(value: bytes) -> list[LaneEvent] | None:
-    return MetricLane(LIMITS.max_bytes).rows(value, LATEST_PG, OLDEST_PG)
+def assert_rows_and_types_equal(
+    fast: list[LaneEvent | KindLaneEvent], expected: list[LaneEvent | KindLaneEvent]
+) -> None:
+    assert fast == expected
+    for got, want in zip(fast, expected, strict=True):
+        pairs = [(got[2], want[2])] if len(got) == 3 else list(zip(got[4], want[4], strict=True))
+        for got_row, want_row in pairs:
+            # Equal is not enough for the COPY encoders and the collapse: the types must match
+            # too (the lane's ids are asyncpg's UUID subclass).
+            assert all(isinstance(g, type(w)) for g, w in zip(got_row, want_row, strict=True))
 
 
-def assert_same_as_general(value: bytes) -> list[LaneEvent] | None:
+def general(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
+    """What the general path stores for ``value``, in the lane's shape; None when it stores
+    a dead letter."""
+    decoded = decode(value, NOW, LIMITS)
+    if decoded.dead or not decoded.events:
+        return None
+    return lane_shaped(decoded.events)
+
+
+def lane_rows(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
+    return FastLane(LIMITS.max_bytes).rows(value, LANE_LIMITS)
+
+
+def assert_same_as_general(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
     fast = lane_rows(value)
     if fast is not None:
         expected = general(value)
         assert expected is not None, f"lane stored what the general path refuses: {value!r}"
-        assert fast == expected, value
-        for (_, _, got), (_, _, want) in zip(fast, expected, strict=True):
-            # Equal is not enough for the COPY encoders: the types must match too (the lane's
-            # node ids are asyncpg's UUID subclass).
-            assert all(isinstance(g, type(w)) for g, w in zip(got, want, strict=True)), value
+        assert_rows_and_types_equal(fast, expected)
     return fast
 
 
@@ -178,7 +193,7 @@ REFUSED: list[bytes] = (
             metric(metric_name="a\x00b"),
             metric(tags={"a\x00": 1}),
             metric(metric_name='quote"d'),
-            [metric(), metric(kind="event", event_type="x", event_name="y")],
+            [metric(), metric(kind="event", event_type="x")],
             [metric(), metric(v=2)],
             [metric(), 5],
             5,
@@ -217,22 +232,22 @@ def test_what_the_lane_leaves_goes_to_the_general_path(value: bytes) -> None:
 
 
 def test_tombstone_goes_to_the_general_path() -> None:
-    assert MetricLane(4096).rows(None, LATEST_PG, OLDEST_PG) is None
+    assert FastLane(4096).rows(None, LANE_LIMITS) is None
 
 
 def test_without_a_retention_horizon_epoch_ms_a_datetime_cannot_hold_goes_to_the_general_path() -> (
     None
 ):
     # The lane's timestamps are integers, so the range a datetime holds is its own check.
-    lane = MetricLane(4096)
+    lane = FastLane(4096)
     first_ms = -62_135_596_800_000  # 0001-01-01T00:00:00Z
-    assert lane.rows(dumps(metric(ts=first_ms - 1)), LATEST_PG, None) is None
     unbounded = DecodeLimits(max_bytes=4096)
+    at_now = LaneLimits.at(unbounded, NOW)
+    assert lane.rows(dumps(metric(ts=first_ms - 1)), at_now) is None
     assert decode(dumps(metric(ts=first_ms - 1)), NOW, unbounded).dead
-    fast = lane.rows(dumps(metric(ts=first_ms)), LATEST_PG, None)
+    fast = lane.rows(dumps(metric(ts=first_ms)), at_now)
     assert fast is not None
-    ((_, event),) = decode(dumps(metric(ts=first_ms)), NOW, unbounded).events
-    assert fast[0][2][6] == pg_micros(event.ts)
+    assert fast == lane_shaped(decode(dumps(metric(ts=first_ms)), NOW, unbounded).events)
 
 
 def test_random_mutations_never_make_the_lane_disagree_with_the_general_path() -> None:
@@ -265,10 +280,10 @@ def test_random_mutations_never_make_the_lane_disagree_with_the_general_path() -
 
 
 def test_node_ids_are_uuid_objects_equal_to_the_general_paths_and_the_map_is_bounded() -> None:
-    lane = MetricLane(4096)
+    lane = FastLane(4096)
     for i in range(3):
         node = f"00000000-0000-4000-8000-{i:012d}"
-        fast = lane.rows(orjson.dumps(metric(node_id=node)), LATEST_PG, OLDEST_PG)
+        fast = lane.rows(orjson.dumps(metric(node_id=node)), LANE_LIMITS)
         assert fast is not None
         assert fast[0][2][0] == general(orjson.dumps(metric(node_id=node)))[0][2][0]  # type: ignore[index]
-    assert len(lane._nodes) == 3
+    assert len(lane._ids) == 3

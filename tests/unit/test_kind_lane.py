@@ -21,6 +21,9 @@ from test_lane import assert_rows_and_types_equal, lane_shaped
 from ingest.db import pg_micros
 from ingest.decode import DecodeLimits, decode
 from ingest.lane import FastLane, KindLaneEvent, LaneEvent, LaneLimits
+from ingest.route import route
+from ingest.tables import BY_NAME
+from ingest.writers import collapse
 
 OTHER = "9a3e1c2d-4b5f-4e6a-8c7d-1e2f3a4b5c6d"
 TOPOLOGY = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
@@ -308,3 +311,16 @@ def test_a_struct_is_handed_to_its_router_once_converted() -> None:
     _, _, _, ts, routed = fast[0]  # type: ignore[misc]
     entry = next(row for target, row in routed if target == "routing_entries")
     assert type(entry[7]) is datetime and pg_micros(entry[7]) == ts
+
+
+def test_lane_rows_and_general_path_rows_of_one_link_collapse_to_the_newest() -> None:
+    # A batch can hold both: ids in a form the lane leaves (no hyphens) go the general path.
+    older = lane_rows(orjson.dumps(probe(quality=0.1, ts=NOW_MS - 1000)))
+    newer = decode(orjson.dumps(probe(quality=0.7, node_id=NODE.replace("-", ""))), NOW, LIMITS)
+    assert older is not None and not newer.dead
+    rows = [row for target, row in older[0][4] if target == "mesh_links"]  # type: ignore[misc]
+    rows += [row for target, row in route(newer.events[0][1]) if target == "mesh_links"]
+    kept, origins = collapse(BY_NAME["mesh_links"], rows, [0, 1])
+    assert origins == [1] and kept[0][4] == 0.7
+    # ... and the link keeps the earliest time either path saw as established_at.
+    assert kept[0][11] == rows[0][11]

@@ -51,6 +51,12 @@ def parse(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="py-spy the clean worker run")
     p.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="raw COPY and the clean worker this many times each, in turn; medians reported",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -61,6 +67,8 @@ def parse(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
     p.add_argument("--admin-url")
     p.add_argument("--bootstrap")
     args = p.parse_args(argv)
+    if args.pairs < 1:
+        p.error("--pairs must be at least 1")
     extra = dict(item.split("=", 1) for item in args.set)
     cfg = BenchConfig(
         events=args.events,
@@ -76,6 +84,7 @@ def parse(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
         out_dir=args.out,
         worker_env=extra,
         profile=args.profile,
+        pairs=args.pairs,
     )
     return cfg, args
 

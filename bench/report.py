@@ -141,7 +141,8 @@ def markdown(report: BenchReport) -> str:
         f"Machine: {m.get('nproc')} CPUs ({m.get('cpu', '?')}), {m.get('ram', '?')} RAM, "
         f"Linux {m.get('kernel', '?')}, Python {m.get('python')}.",
         f"Backlog: {cfg.events:,} records (seed {cfg.seed}), {cfg.partitions} partitions per "
-        f"topic; naive sample {cfg.naive_events:,}; worker settings: {settings}.",
+        f"topic; naive sample {cfg.naive_events:,}; worker settings: {settings}"
+        + (f"; raw COPY and worker run {cfg.pairs} times each, in turn." if cfg.pairs > 1 else "."),
         "",
         table(report),
         "",

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench import report  # noqa: E402
-from bench.harness import BenchConfig, find_psql, run  # noqa: E402
+from bench.harness import BenchConfig, Result, _median_of, find_psql, run  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,6 +44,7 @@ async def test_bench_harness_end_to_end(
         worker_env={"INGEST_BATCH_MAX_ROWS": "200", "INGEST_BATCH_MAX_AGE_MS": "50"},
         out_dir=tmp_path,
         worker_timeout_s=60,
+        pairs=2,
     )
     rep = await run(cfg, pg_admin_url, kafka_bootstrap, run_id=topic_prefix.rstrip("."), log=print)
 
@@ -57,6 +58,10 @@ async def test_bench_harness_end_to_end(
         assert not any(r.exit_codes), r
     worker = rep.get("worker")
     assert worker is not None and worker.peak_rss_mib is not None and worker.peak_rss_mib > 0
+    # Two pairs ran; the table holds one row each, the median, naming the spread.
+    assert names.count("worker") == names.count("raw COPY") == 1
+    assert "median of 2 runs" in worker.note
+    assert "median of 2 runs" in rep.results[0].note
     # The worker ends with the same rows per table as the bulk load of the same events.
     assert rep.checks and rep.checks[0].endswith("yes"), rep.checks
     malformed = rep.get("worker, 2% malformed")
@@ -71,6 +76,16 @@ async def test_bench_harness_end_to_end(
     assert "worker vs raw COPY" in text
     if png is not None:
         assert png.stat().st_size > 0
+
+
+def test_the_median_run_is_reported_with_the_spread_of_all_runs() -> None:
+    runs = [Result("worker", 100_000, 0, seconds, None) for seconds in (1.0, 2.0, 4.0, 0.5)]
+    median = _median_of(runs)
+    # Four runs at 25k, 50k, 100k and 200k records/s: the lower middle one.
+    assert median.seconds == 2.0
+    assert median.note == "median of 4 runs (25,000-200,000 records/s)"
+    single = Result("worker", 10, 0, 1.0, None, note="as it was")
+    assert _median_of([single]) is single and single.note == "as it was"
 
 
 def _have_confluent() -> bool:

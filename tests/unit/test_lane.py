@@ -1,4 +1,5 @@
-"""The metric fast lane takes plain metric records, and only those, with the general path's rows.
+"""The fast lane takes plain metric records with the general path's rows (the other laned
+kinds: test_kind_lane.py, which shares the helpers here).
 
 The property pinned everywhere here: for any record, ``FastLane.rows`` is either None (the
 general path decides) or exactly what ``decode`` + ``route`` make of the same bytes.

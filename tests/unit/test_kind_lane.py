@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 import pytest
+import test_lane
 from test_decode import EVENT_ID, NODE, NOW, NOW_MS, metric
-from test_lane import assert_rows_and_types_equal, lane_shaped
 
 from ingest.db import pg_micros
 from ingest.decode import DecodeLimits, decode
@@ -83,26 +83,13 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode()
 
 
-def general(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
-    """What the general path stores for ``value``, in the lane's shape; None when it stores a
-    dead letter."""
-    decoded = decode(value, NOW, LIMITS)
-    if decoded.dead or not decoded.events:
-        return None
-    return lane_shaped(decoded.events)
-
-
 def lane_rows(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
-    return FastLane(LIMITS.max_bytes).rows(value, LANE_LIMITS)
+    return test_lane.lane_rows(value, LIMITS)
 
 
 def assert_same_as_general(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
-    fast = lane_rows(value)
-    if fast is not None:
-        expected = general(value)
-        assert expected is not None, f"lane stored what the general path refuses: {value!r}"
-        assert_rows_and_types_equal(fast, expected)
-    return fast
+    """test_lane's check, under this module's limits (horizons for the time-series kinds)."""
+    return test_lane.assert_same_as_general(value, LIMITS)
 
 
 TAKEN = [

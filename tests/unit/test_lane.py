@@ -68,23 +68,27 @@ def assert_rows_and_types_equal(
             assert all(isinstance(g, type(w)) for g, w in zip(got_row, want_row, strict=True))
 
 
-def general(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
+def general(value: bytes, limits: DecodeLimits = LIMITS) -> list[LaneEvent | KindLaneEvent] | None:
     """What the general path stores for ``value``, in the lane's shape; None when it stores
     a dead letter."""
-    decoded = decode(value, NOW, LIMITS)
+    decoded = decode(value, NOW, limits)
     if decoded.dead or not decoded.events:
         return None
     return lane_shaped(decoded.events)
 
 
-def lane_rows(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
-    return FastLane(LIMITS.max_bytes).rows(value, LANE_LIMITS)
+def lane_rows(
+    value: bytes, limits: DecodeLimits = LIMITS
+) -> list[LaneEvent | KindLaneEvent] | None:
+    return FastLane(limits.max_bytes).rows(value, LaneLimits.at(limits, NOW))
 
 
-def assert_same_as_general(value: bytes) -> list[LaneEvent | KindLaneEvent] | None:
-    fast = lane_rows(value)
+def assert_same_as_general(
+    value: bytes, limits: DecodeLimits = LIMITS
+) -> list[LaneEvent | KindLaneEvent] | None:
+    fast = lane_rows(value, limits)
     if fast is not None:
-        expected = general(value)
+        expected = general(value, limits)
         assert expected is not None, f"lane stored what the general path refuses: {value!r}"
         assert_rows_and_types_equal(fast, expected)
     return fast

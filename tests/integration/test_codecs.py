@@ -98,3 +98,16 @@ async def test_a_naive_datetime_is_refused_rather_than_taken_as_local_time(
     with pytest.raises(TypeError, match="aware datetime"):
         await coded.copy_records_to_table("t", records=[(1, naive)])
     assert await coded.fetchval("SELECT count(*) FROM t") == 0
+
+
+async def test_arrays_of_timestamps_go_both_ways_as_with_asyncpgs_codec(
+    pair: tuple[asyncpg.Connection, ...],
+) -> None:
+    # The sink's node-name conflict check sends a timestamptz[] parameter.
+    plain, coded = pair
+    query = "SELECT $1::timestamptz[] AS a, array_to_string($1::timestamptz[], ',') AS t"
+    got, want = await coded.fetchrow(query, MOMENTS), await plain.fetchrow(query, MOMENTS)
+    assert got["t"] == want["t"]
+    assert got["a"] == want["a"] == [m.astimezone(UTC) for m in MOMENTS]
+    mixed = [pg_micros(MOMENTS[0]), MOMENTS[1]]
+    assert (await coded.fetchrow(query, mixed))["a"] == [MOMENTS[0], MOMENTS[1]]

@@ -949,13 +949,13 @@ async def run(
             metric_records = sum(1 for r in records if r.topic == "metrics")
             results.append(await quix(bootstrap, clean, q_url, metric_records, cfg, workdir))
 
-        if cfg.latency_s > 0 and worker.records_per_s > 0 and kafka_io.have_confluent():
+        latency_runs = cfg.latency_s > 0 and kafka_io.have_confluent()
+        if latency_runs and worker.records_per_s > 0:
             rate = worker.records_per_s / 2
             log(f"latency: {rate:,.0f} records/s for {cfg.latency_s:.0f} s")
             l_url = await dbs.new("latency")
             latency = await latency_run(l_url, bootstrap, f"bench{run_id}l.", rate, cfg, workdir)
         steady: list[Latency] = []
-        latency_runs = cfg.latency_s > 0 and kafka_io.have_confluent()
         for n, rate in enumerate(cfg.steady_rates if latency_runs else ()):
             log(f"latency: a steady {rate:,.0f} records/s for {cfg.latency_s:.0f} s")
             s_url = await dbs.new(f"steady{n}")

@@ -29,7 +29,8 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 # PostgreSQL's 'infinity' and '-infinity', and what asyncpg decodes them to.
 _PG_INFINITY: Final = 2**63 - 1
 _PG_NEGATIVE_INFINITY: Final = -(2**63)
-_UNIX_EPOCH_PG_MICROS: Final = -946_684_800_000_000
+#: 1970-01-01 UTC as :func:`pg_micros`: epoch milliseconds ``ms`` are ``ms * 1000`` + this.
+UNIX_EPOCH_PG_MICROS: Final = -946_684_800_000_000
 
 
 def pg_micros(moment: datetime) -> int:
@@ -40,14 +41,18 @@ def pg_micros(moment: datetime) -> int:
 def as_datetime(value: datetime | int) -> datetime:
     """A timestamp held either way (a datetime, or :func:`pg_micros`) as an aware datetime."""
     if type(value) is int:
-        return PG_EPOCH + timedelta(microseconds=value)
+        return _from_pg_micros(value)
     assert isinstance(value, datetime)
     return value
 
 
+def _from_pg_micros(value: int) -> datetime:
+    return PG_EPOCH + timedelta(microseconds=value)
+
+
 def unix_seconds(pg_value: int) -> float:
     """The inverse of :func:`pg_micros`, as Unix time (for latency figures, not storage)."""
-    return (pg_value - _UNIX_EPOCH_PG_MICROS) / 1_000_000
+    return (pg_value - UNIX_EPOCH_PG_MICROS) / 1_000_000
 
 
 def encode_timestamptz(value: datetime | int) -> tuple[int]:
@@ -55,6 +60,7 @@ def encode_timestamptz(value: datetime | int) -> tuple[int]:
     if type(value) is int:
         return (value,)
     if isinstance(value, datetime) and value.utcoffset() is not None:
+        # pg_micros inline: this runs for every timestamp of every general-path row.
         return ((value - PG_EPOCH) // _MICROSECOND,)
     # asyncpg would take a naive datetime (or a date) as the client's local time; the worker
     # never means that, so it is a bug to be told about, not a value to guess at.
@@ -67,7 +73,7 @@ def decode_timestamptz(value: tuple[int]) -> datetime:
         return datetime.max
     if micros == _PG_NEGATIVE_INFINITY:
         return datetime.min
-    return PG_EPOCH + timedelta(microseconds=micros)
+    return _from_pg_micros(micros)
 
 
 async def install_codecs(conn: Conn) -> None:

@@ -49,7 +49,7 @@ import msgspec
 import orjson
 from asyncpg.pgproto.pgproto import UUID as _PgUUID
 
-from ingest.db import pg_micros
+from ingest.db import UNIX_EPOCH_PG_MICROS, pg_micros
 from ingest.decode import DecodeLimits
 from ingest.events.common import (
     INT64_MAX,
@@ -72,8 +72,6 @@ LaneEvent = tuple[int | None, str | None, Row]
 # as pg_micros for its origin, the routed rows).
 KindLaneEvent = tuple[int | None, str, str | None, int, Routed]
 
-# Epoch milliseconds -> pg_micros: ms * 1000 + this.
-_UNIX_EPOCH_PG_MICROS: Final = pg_micros(datetime(1970, 1, 1, tzinfo=UTC))
 # The earliest moment a datetime holds: below it the general path refuses the timestamp.
 _FIRST_PG_MICROS: Final = pg_micros(datetime.min.replace(tzinfo=UTC))
 
@@ -287,6 +285,7 @@ class FastLane:
         return found
 
     def _metric(self, m: _Metric, index: int | None, limits: LaneLimits) -> LaneEvent | None:
+        # The map's hit inline (85 % of records come here); _id for a miss.
         node = self._ids.get(m.node_id)
         if node is None:
             node = self._id(m.node_id)
@@ -296,7 +295,7 @@ class FastLane:
         # Epoch milliseconds by arithmetic: the limits refuse whatever a datetime could not
         # hold (the general path's range error); strings through the model's own parser.
         when = (
-            ts * 1000 + _UNIX_EPOCH_PG_MICROS if type(ts) is int else pg_micros(parse_timestamp(ts))
+            ts * 1000 + UNIX_EPOCH_PG_MICROS if type(ts) is int else pg_micros(parse_timestamp(ts))
         )
         if when > limits.latest or when < limits.oldest_metric:
             return None
@@ -340,7 +339,7 @@ class FastLane:
         oldest = limits.oldest_allowed.get(kind)
         if oldest is not None and when < oldest:
             return None
-        at = sent * 1000 + _UNIX_EPOCH_PG_MICROS if type(sent) is int else pg_micros(ts)
+        at = sent * 1000 + UNIX_EPOCH_PG_MICROS if type(sent) is int else pg_micros(ts)
         return (index, kind, event_id, at, router(s))
 
     # What each kind converts beyond the common fields, with its model's own refusals.

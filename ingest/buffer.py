@@ -18,13 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from ingest.decode import DeadLetter
 from ingest.route import Routed, Row
 from ingest.tables import BY_NAME, Target
+
+if TYPE_CHECKING:
+    from ingest.native import NativeChunk
 
 TopicPartition = tuple[str, int]
 
@@ -79,9 +82,27 @@ class Batch:
     value_bytes: int
     records_per_topic: dict[str, int]
     first_added: float
+    #: Metric rows the native lane encoded already (see ingest.native); each also has a
+    #: ``node_refs`` row per distinct node.
+    chunks: list[NativeChunk] = field(default_factory=list)
 
     def rows(self) -> int:
-        return sum(len(t.rows) for t in self.targets.values())
+        return sum(len(t.rows) for t in self.targets.values()) + sum(
+            2 * c.count for c in self.chunks
+        )
+
+    def merge(self, other: Batch) -> None:
+        """Add ``other``'s rows, origins and dead letters (not its offsets or counts: the
+        records were counted once already)."""
+        base = len(self.origins)
+        self.origins.extend(other.origins)
+        for name, tr in other.targets.items():
+            mine = self.targets.get(name)
+            if mine is None:
+                mine = self.targets[name] = TargetRows(tr.target)
+            mine.rows.extend(tr.rows)
+            mine.origins.extend(o + base for o in tr.origins)
+        self.dead.extend(other.dead)
 
     def drop_origins(self, bad: set[int]) -> None:
         """Remove every row that came from one of the ``bad`` origins."""
@@ -126,6 +147,7 @@ class Buffer:
         self._rows = 0
         self._per_topic: dict[str, int] = {}
         self._first_added = 0.0
+        self._chunks: list[NativeChunk] = []
 
     # -- filling -------------------------------------------------------------------------------
 
@@ -189,6 +211,12 @@ class Buffer:
         refs.rows.append((row[0],))
         refs.origins.append(index)
         self._rows += 2
+
+    def add_native(self, chunk: NativeChunk) -> None:
+        """A chunk of rows the native lane encoded; its records are counted by
+        ``note_records`` like any others."""
+        self._chunks.append(chunk)
+        self._rows += 2 * chunk.count
 
     def add_dead_letters(self, origin_base: Origin, dead: Sequence[DeadLetter]) -> None:
         elements = (
@@ -273,6 +301,7 @@ class Buffer:
             value_bytes=self._bytes,
             records_per_topic=self._per_topic,
             first_added=self._first_added,
+            chunks=self._chunks,
         )
         self._reset()
         return batch

@@ -231,6 +231,7 @@ class FastLane:
         self.max_bytes = max_bytes
         self._decode = msgspec.json.Decoder(_Laned | list[_Laned]).decode
         self._ids: dict[str, _PgUUID] = {}
+        self._raw_ids: dict[bytes, _PgUUID] = {}
         # Per kind (bar metric): its name, what converts the kind's own fields (returning the
         # event time decode checks, or None to refuse), and its router.
         self._kinds: dict[type, tuple[str, Callable[[Any], datetime | None] | None, Any]] = {
@@ -272,6 +273,15 @@ class FastLane:
             return out
         except Exception:  # refused by a struct, or anything unexpected: not ours to judge
             return None
+
+    def node_id(self, raw: bytes) -> _PgUUID:
+        """A node id from its 16 bytes (the native lane's), from a bounded map like ``_id``."""
+        found = self._raw_ids.get(raw)
+        if found is None:
+            if len(self._raw_ids) >= _ID_CACHE_MAX:
+                self._raw_ids.clear()
+            found = self._raw_ids[raw] = _PgUUID(raw)
+        return found
 
     def _id(self, text: str) -> _PgUUID | None:
         found = self._ids.get(text)

@@ -218,6 +218,11 @@ class DecodeSettings(BaseSettings):
     max_clock_skew_s: float = Field(
         default=300.0, ge=0, description="Events further in the future are dead letters."
     )
+    native_lane: bool = Field(
+        default=True,
+        description="Encode plain metric records with the native lane (ingest._native) "
+        "when it is built; off, they take the Python lane. Same rows either way.",
+    )
 
 
 class HttpSettings(BaseSettings):

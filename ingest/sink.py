@@ -4,11 +4,13 @@ A flush writes a :class:`~ingest.buffer.Batch` in one transaction:
 
 1. advance the stored offset of every partition it covers with a compare-and-set (the stored
    value must still be the one this consumer expects, else :class:`Fenced`);
-2. run the steps of :mod:`ingest.writers` (placeholders, upserts, COPYs);
+2. run the steps of :mod:`ingest.writers` (placeholders, upserts, COPYs), and COPY the metric
+   rows the native lane encoded already (:mod:`ingest.native`) in binary;
 3. COPY the dead letters;
 4. commit.
 
-Failures are classified in :mod:`ingest.errors`:
+Failures are classified in :mod:`ingest.errors`. A failed flush first has its native chunks
+expanded into ordinary rows with origins (``expand``), because the repairs work row by row:
 
 * a missing partition: create it and run the flush again;
 * rows the database refuses: find them by bisection under savepoints, dead-letter each one's
@@ -34,11 +36,12 @@ import structlog
 from ingest import errors
 from ingest.buffer import Batch, DeadLetterRow, TopicPartition
 from ingest.db import Conn, as_datetime
+from ingest.native import copy_source
 from ingest.offsets import Fenced, advance_offsets
 from ingest.partitions import ensure_partitions_for_times
 from ingest.route import Row
 from ingest.settings import PartitionSettings
-from ingest.tables import BY_NAME, NODES, TARGETS
+from ingest.tables import BY_NAME, METRICS, NODE_REFS, NODES, TARGETS
 from ingest.writers import STEP_TABLE, STEPS, collapse
 
 log = structlog.get_logger("ingest.sink")
@@ -57,6 +60,8 @@ _DEAD_LETTER_COLUMNS = [
     "payload",
 ]
 _MAX_DETAIL = 2000
+_METRICS_TABLE = "metrics"
+assert METRICS.table == _METRICS_TABLE
 _MAX_REPAIRS = 20
 
 
@@ -75,6 +80,9 @@ class _Plan:
 
     steps: list[tuple[str, list[Row], list[int]]]
     extra_dead: list[DeadLetterRow] = field(default_factory=list)
+    #: The native lane's encoded metric rows (binary COPY tuples) and their count.
+    native_rows: list[bytes] = field(default_factory=list)
+    native_count: int = 0
 
 
 class StopRequested(Exception):
@@ -92,8 +100,11 @@ class Sink:
         backoff_max_s: float = 10.0,
         replica_id: str = "",
         on_retry: Callable[[str], None] | None = None,
+        expand: Callable[[Batch], list[DeadLetterRow]] | None = None,
     ) -> None:
         self.pool = pool
+        #: Turns a batch's native chunks into ordinary rows (the worker's; see ingest.native).
+        self.expand = expand
         self.group_id = group_id
         self.partitions = partitions
         self.backoff_initial_s = backoff_initial_s
@@ -144,6 +155,12 @@ class Sink:
                 raise
             except Exception as exc:  # classified below; anything unknown is re-raised
                 kind = errors.classify(exc)
+                if batch.chunks and kind is not errors.Failure.RETRYABLE:
+                    if self.expand is None:
+                        raise
+                    # The repairs below find rows by their origins, which encoded chunks
+                    # have not got: the same rows again, as ordinary ones.
+                    dead += self.expand(batch)
                 try:
                     if kind is errors.Failure.MISSING_PARTITION and repairs < _MAX_REPAIRS:
                         repairs += 1
@@ -185,13 +202,23 @@ class Sink:
 
     def _plan(self, batch: Batch) -> _Plan:
         steps: list[tuple[str, list[Row], list[int]]] = []
+        chunks = batch.chunks
         for target in TARGETS:
             tr = batch.targets.get(target.name)
-            if tr is None or not tr.rows:
+            rows: list[Row] = [] if tr is None else tr.rows
+            origins: list[int] = [] if tr is None else tr.origins
+            if chunks and target is NODE_REFS:
+                # The chunks' nodes need their placeholders like any metric's. No origin: a
+                # flush that fails expands the chunks before anything looks one up.
+                refs = [(node,) for c in chunks for node in c.nodes]
+                rows, origins = rows + refs, origins + [-1] * len(refs)
+            if not rows and not (chunks and target is METRICS):
                 continue
-            rows, origins = collapse(target, tr.rows, tr.origins)
+            rows, origins = collapse(target, rows, origins)
             steps.append((target.name, rows, origins))
-        return _Plan(steps)
+        return _Plan(
+            steps, native_rows=[c.rows for c in chunks], native_count=sum(c.count for c in chunks)
+        )
 
     async def _run_steps(self, conn: Conn, batch: Batch, plan: _Plan) -> dict[str, int]:
         written: dict[str, int] = {}
@@ -204,7 +231,16 @@ class Sink:
                 ]
                 if not rows:
                     continue
-            n = await STEPS[name](conn, rows)
+            n = await STEPS[name](conn, rows) if rows else 0
+            if name == METRICS.name and plan.native_rows:
+                await conn.copy_to_table(
+                    _METRICS_TABLE,
+                    schema_name="network",
+                    source=copy_source(plan.native_rows),
+                    columns=list(METRICS.columns),
+                    format="binary",
+                )
+                n += plan.native_count
             table = STEP_TABLE[name]
             if table is not None and n:
                 written[table] = written.get(table, 0) + n

@@ -33,10 +33,13 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ingest import errors
-from ingest.buffer import Batch, Buffer, FlushPolicy, Origin
+from ingest import native as native_lane
+from ingest.buffer import Batch, Buffer, DeadLetterRow, FlushPolicy, Origin
 from ingest.db import pg_micros, unix_seconds
 from ingest.decode import DecodeLimits, decode
+from ingest.events.common import WIRE_VERSION
 from ingest.lane import FastLane, LaneLimits
+from ingest.native import NativeChunk
 from ingest.observability import Metrics
 from ingest.offsets import Fenced, initialise_offsets, load_offsets
 from ingest.route import route
@@ -80,6 +83,7 @@ class Worker:
         b = settings.batch
         self.buffer = Buffer(FlushPolicy(b.max_rows, b.max_bytes, b.max_age_ms, b.min_age_ms))
         self.lane = FastLane(settings.decode.max_message_bytes)
+        self._native = native_lane.metric_rows if settings.decode.native_lane else None
         self.sink = Sink(
             pool,
             group_id=settings.group_id,
@@ -88,6 +92,7 @@ class Worker:
             backoff_max_s=settings.database.retry_max_backoff_ms / 1000.0,
             replica_id=settings.replica_id,
             on_retry=lambda e: metrics.flush_retries.labels(error=e).inc(),
+            expand=self._expand,
         )
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -182,12 +187,9 @@ class Worker:
         limits = self._limits(now)
         # The fast lane's clock limits, the same ones decode applies (see ingest.lane).
         lane_limits = LaneLimits.at(limits, now)
-        lane = self.lane.rows
+        native = self._native
         buffer = self.buffer
-        add_rows = buffer.add_rows
-        add_metric = buffer.add_metric
         kinds = self._decoded_kinds
-        laned = 0
         consumed = 0
         position = self.position
         for tp, records in batch.items():
@@ -202,61 +204,147 @@ class Worker:
                 )
             counter.inc(len(records))
             expected = position[tp_key]
-            count = size = 0
-            for rec in records:
-                offset = rec.offset
-                if offset < expected:
-                    # Already buffered or stored: a record seen twice must never be written
-                    # twice. (Gaps are normal: transaction markers take offsets.)
-                    continue
-                expected = offset + 1
-                count += 1
-                value = rec.value
-                if value is not None:
-                    size += len(value)
-                fast = lane(value, lane_limits)
-                if fast is not None:
-                    rec_key = rec.key
-                    for taken in fast:
-                        if len(taken) == 3:  # a metric: its row alone (see Buffer.add_metric)
-                            index, lane_eid, row = taken
-                            add_metric(
-                                topic, partition, offset, index, value, rec_key, lane_eid, row
-                            )
-                            laned += 1
-                        else:
-                            index, kind, lane_eid, ts, routed = taken
-                            origin = Origin(
-                                topic, partition, offset, index, value, rec_key, kind, lane_eid, ts
-                            )
-                            add_rows(origin, routed)
-                            kinds[kind] = kinds.get(kind, 0) + 1
-                    continue
-                decoded = decode(value, now, limits)
-                for index, event in decoded.events:
-                    eid = event.event_id
-                    origin = Origin(
-                        topic,
-                        partition,
-                        offset,
-                        index,
-                        value,
-                        rec.key,
-                        event.kind,
-                        None if eid is None else str(eid),
-                        pg_micros(event.ts),
+            if records and records[0].offset < expected:
+                # Already buffered or stored: a record seen twice must never be written
+                # twice. Offsets only grow within a fetch, so the repeats are a prefix.
+                # (Gaps are normal: transaction markers take offsets.)
+                records = [r for r in records if r.offset >= expected]
+            if not records:
+                continue
+            if native is not None:
+                size = self._put_native(
+                    buffer, topic, partition, records, now, limits, lane_limits, kinds
+                )
+            else:
+                size = 0
+                for rec in records:
+                    size += self._take(
+                        buffer, topic, partition, rec, now, limits, lane_limits, kinds
                     )
-                    add_rows(origin, route(event))
-                    kinds[event.kind] = kinds.get(event.kind, 0) + 1
-                if decoded.dead:
-                    base = Origin(topic, partition, offset, None, value, rec.key, None, None)
-                    buffer.add_dead_letters(base, decoded.dead)
-            buffer.note_records(topic, partition, count, size, expected)
+            expected = records[-1].offset + 1
+            buffer.note_records(topic, partition, len(records), size, expected)
             consumed += size
             position[tp_key] = expected
-        if laned:
-            kinds["metric"] = kinds.get("metric", 0) + laned
         self.metrics.consumed_bytes.inc(consumed)
+
+    def _put_native(
+        self,
+        buffer: Buffer,
+        topic: str,
+        partition: int,
+        records: list[ConsumerRecord[Any, Any]],
+        now: datetime,
+        limits: DecodeLimits,
+        lane_limits: LaneLimits,
+        kinds: dict[str, int],
+    ) -> int:
+        """One fetched chunk through the native lane, what it refuses through ``_take``;
+        returns the chunk's value bytes."""
+        assert self._native is not None
+        rows, refused, nodes, taken, first_ts, size = self._native(
+            [r.value for r in records],
+            lane_limits.latest,
+            lane_limits.oldest_metric,
+            self.lane.max_bytes,
+            WIRE_VERSION,
+        )
+        if taken:
+            assert first_ts is not None
+            buffer.add_native(
+                NativeChunk(
+                    topic,
+                    partition,
+                    records,
+                    refused,
+                    rows,
+                    taken,
+                    [self.lane.node_id(n) for n in nodes],
+                    first_ts,
+                    now,
+                    limits,
+                    lane_limits,
+                )
+            )
+            kinds["metric"] = kinds.get("metric", 0) + taken
+        for index in refused:
+            self._take(buffer, topic, partition, records[index], now, limits, lane_limits, kinds)
+        return size
+
+    def _take(
+        self,
+        buffer: Buffer,
+        topic: str,
+        partition: int,
+        rec: ConsumerRecord[Any, Any],
+        now: datetime,
+        limits: DecodeLimits,
+        lane_limits: LaneLimits,
+        kinds: dict[str, int],
+    ) -> int:
+        """One record into ``buffer`` by the Python lane or the general path; returns its
+        value's length."""
+        offset = rec.offset
+        value = rec.value
+        fast = self.lane.rows(value, lane_limits)
+        if fast is not None:
+            rec_key = rec.key
+            for taken in fast:
+                if len(taken) == 3:  # a metric: its row alone (see Buffer.add_metric)
+                    index, lane_eid, row = taken
+                    buffer.add_metric(
+                        topic, partition, offset, index, value, rec_key, lane_eid, row
+                    )
+                    kinds["metric"] = kinds.get("metric", 0) + 1
+                else:
+                    index, kind, lane_eid, ts, routed = taken
+                    origin = Origin(
+                        topic, partition, offset, index, value, rec_key, kind, lane_eid, ts
+                    )
+                    buffer.add_rows(origin, routed)
+                    kinds[kind] = kinds.get(kind, 0) + 1
+            return 0 if value is None else len(value)
+        decoded = decode(value, now, limits)
+        for index, event in decoded.events:
+            eid = event.event_id
+            origin = Origin(
+                topic,
+                partition,
+                offset,
+                index,
+                value,
+                rec.key,
+                event.kind,
+                None if eid is None else str(eid),
+                pg_micros(event.ts),
+            )
+            buffer.add_rows(origin, route(event))
+            kinds[event.kind] = kinds.get(event.kind, 0) + 1
+        if decoded.dead:
+            base = Origin(topic, partition, offset, None, value, rec.key, None, None)
+            buffer.add_dead_letters(base, decoded.dead)
+        return 0 if value is None else len(value)
+
+    def _expand(self, batch: Batch) -> list[DeadLetterRow]:
+        """Turn ``batch``'s native chunks into ordinary rows with origins, judged as they
+        were when read (the repair paths work row by row); returns new dead letters, which a
+        correct native lane never causes."""
+        sub = Buffer(self.buffer.policy)
+        for chunk in batch.chunks:
+            for rec in chunk.taken():
+                self._take(
+                    sub,
+                    chunk.topic,
+                    chunk.partition,
+                    rec,
+                    chunk.now,
+                    chunk.limits,
+                    chunk.lane_limits,
+                    {},
+                )
+        batch.chunks = []
+        expanded = sub.take()
+        batch.merge(expanded)
+        return expanded.dead
 
     def _limits(self, now: datetime) -> DecodeLimits:
         p = self.settings.partitions
@@ -357,12 +445,14 @@ class Worker:
             m.events_decoded.labels(kind=kind).inc(n)
         self._decoded_kinds = {}
         origins = batch.origins
+        now = time.time()
         if origins:
-            now = time.time()
             step = max(1, len(origins) // _LATENCY_SAMPLES)
             for origin in origins[::step]:
                 if origin.ts is not None:
                     m.end_to_end_latency.observe(max(0.0, now - unix_seconds(origin.ts)))
+        for chunk in batch.chunks[:: max(1, len(batch.chunks) // _LATENCY_SAMPLES)]:
+            m.end_to_end_latency.observe(max(0.0, now - unix_seconds(chunk.first_ts)))
         for d in batch.dead[:_DEAD_LETTERS_LOGGED]:
             # Positions and reasons only: payloads never go to logs.
             log.info(

@@ -13,16 +13,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from test_decode import NODE
 from test_decode import metric as decode_metric
 
+from ingest import native
 from ingest.observability import Metrics
 from ingest.settings import load_settings
 from ingest.worker import Worker
 
 TOPIC = "mesh.metrics"
+NEEDS_NATIVE = pytest.mark.skipif(native.metric_rows is None, reason="ingest._native not built")
 
 
 @dataclass
@@ -32,11 +35,12 @@ class Rec:
     key: bytes | None = b"node-key"
 
 
-def worker() -> Worker:
+def worker(native_lane: bool = True) -> Worker:
     settings = load_settings(
         {
             "INGEST_DATABASE_URL": "postgresql://u@127.0.0.1:1/db",
             "INGEST_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "INGEST_NATIVE_LANE": str(native_lane).lower(),
         }
     )
     w = Worker(settings, None, Metrics(CollectorRegistry()), stop=asyncio.Event())  # type: ignore[arg-type]
@@ -62,8 +66,17 @@ def event_record() -> bytes:
     )
 
 
-def test_put_moves_each_partitions_position_past_its_last_record_and_counts_every_record() -> None:
-    w = worker()
+@pytest.mark.parametrize(
+    "native_lane",
+    [
+        pytest.param(True, marks=NEEDS_NATIVE, id="native lane"),
+        pytest.param(False, id="python lane"),
+    ],
+)
+def test_put_moves_each_partitions_position_past_its_last_record_and_counts_every_record(
+    native_lane: bool,
+) -> None:
+    w = worker(native_lane)
     tp = TopicPartition(TOPIC, 0)
     first = [Rec(5, metric(1.0)), Rec(6, metric(2.0)), Rec(8, event_record()), Rec(9, b"nope")]
     w._put({tp: first})  # type: ignore[dict-item]
@@ -79,6 +92,12 @@ def test_put_moves_each_partitions_position_past_its_last_record_and_counts_ever
     assert w.position == {(TOPIC, 0): 12}
     batch = w.buffer.take()
     assert batch.records == 6
+    assert w._decoded_kinds == {"metric": 3, "event": 1}
+    # The native lane's metrics are encoded chunks until a repair asks for their rows: then
+    # they are the Python lane's rows and origins.
+    assert sum(c.count for c in batch.chunks) == (3 if native_lane else 0)
+    assert w._expand(batch) == []
+    assert batch.chunks == []
     assert sorted(row[3] for row in batch.targets["metrics"].rows) == [1.0, 2.0, 3.0]
     assert len(batch.targets["events"].rows) == 1
     assert len(batch.targets["node_refs"].rows) == 4
@@ -86,8 +105,11 @@ def test_put_moves_each_partitions_position_past_its_last_record_and_counts_ever
         ("invalid_json", 9),
         ("invalid_json", 11),
     ]
-    assert [o.kind for o in batch.origins] == ["metric", "metric", "event", "metric"]
-    assert w._decoded_kinds == {"metric": 3, "event": 1}
+    assert sorted((o.kind, o.offset) for o in batch.origins) == [
+        ("event", 8), ("metric", 5), ("metric", 6), ("metric", 10)
+    ]  # fmt: skip
+    metrics = batch.targets["metrics"]
+    assert sorted(batch.origins[o].offset for o in metrics.origins) == [5, 6, 10]
 
 
 def test_put_ignores_partitions_this_worker_does_not_hold() -> None:
@@ -130,4 +152,5 @@ def test_a_resync_drops_what_the_loop_buffered_while_the_stored_offsets_were_rea
     w._put({tp: refetch})  # type: ignore[dict-item]
     batch = w.buffer.take()
     assert batch.records == 4
+    w._expand(batch)
     assert sorted(row[3] for row in batch.targets["metrics"].rows) == [3.0, 4.0, 5.0, 6.0]

@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -45,7 +45,7 @@ from ingest.offsets import Fenced, initialise_offsets, load_offsets
 from ingest.route import route
 from ingest.settings import Settings
 from ingest.sink import FlushResult, Sink, StopRequested
-from ingest.source import RebalanceListener, build_consumer, build_producer
+from ingest.source import RebalanceListener, Record, build_consumer, build_producer
 from ingest.tables import KIND_TIME_SERIES
 
 log = structlog.get_logger("ingest.worker")
@@ -182,7 +182,7 @@ class Worker:
     def _flush_idle(self) -> bool:
         return self._inflight is None or self._inflight.done()
 
-    def _put(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+    def _put(self, batch: dict[TopicPartition, list[Record]]) -> None:
         now = datetime.now(UTC)
         limits = self._limits(now)
         # The fast lane's clock limits, the same ones decode applies (see ingest.lane).
@@ -232,7 +232,7 @@ class Worker:
         buffer: Buffer,
         topic: str,
         partition: int,
-        records: list[ConsumerRecord[Any, Any]],
+        records: list[Record],
         now: datetime,
         limits: DecodeLimits,
         lane_limits: LaneLimits,
@@ -275,7 +275,7 @@ class Worker:
         buffer: Buffer,
         topic: str,
         partition: int,
-        rec: ConsumerRecord[Any, Any],
+        rec: Record,
         now: datetime,
         limits: DecodeLimits,
         lane_limits: LaneLimits,

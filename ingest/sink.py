@@ -36,7 +36,7 @@ import structlog
 from ingest import errors
 from ingest.buffer import Batch, DeadLetterRow, TopicPartition
 from ingest.db import Conn, as_datetime
-from ingest.native import copy_source
+from ingest.native import copy_data
 from ingest.offsets import Fenced, advance_offsets
 from ingest.partitions import ensure_partitions_for_times
 from ingest.route import Row
@@ -236,7 +236,7 @@ class Sink:
                 await conn.copy_to_table(
                     _METRICS_TABLE,
                     schema_name="network",
-                    source=copy_source(plan.native_rows),
+                    source=copy_data(plan.native_rows),
                     columns=list(METRICS.columns),
                     format="binary",
                 )

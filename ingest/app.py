@@ -28,9 +28,13 @@ from ingest.writers import create_staging_tables
 log = structlog.get_logger("ingest.app")
 
 
-async def _setup_connection(conn: Conn, statement_timeout_ms: int) -> None:
-    await conn.execute("SET TIME ZONE 'UTC'")
-    await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+def _server_settings(statement_timeout_ms: int) -> dict[str, str]:
+    """Session settings, sent at connect time: the pool's reset on release (``RESET ALL``)
+    returns to these, where a ``SET`` after connecting would last one use only."""
+    return {"TimeZone": "UTC", "statement_timeout": str(int(statement_timeout_ms))}
+
+
+async def _setup_connection(conn: Conn) -> None:
     await install_codecs(conn)
     await create_staging_tables(conn)
 
@@ -40,8 +44,6 @@ async def create_pool(settings: Settings, stop: asyncio.Event | None = None) -> 
     db = settings.database
     backoff = db.retry_initial_backoff_ms / 1000.0
 
-    async def init(conn: Conn) -> None:
-        await _setup_connection(conn, db.statement_timeout_ms)
 
     while True:
         try:
@@ -50,7 +52,8 @@ async def create_pool(settings: Settings, stop: asyncio.Event | None = None) -> 
                 min_size=db.pool_min_size,
                 max_size=db.pool_max_size,
                 timeout=db.connect_timeout_s,
-                init=init,
+                init=_setup_connection,
+                server_settings=_server_settings(db.statement_timeout_ms),
                 # Staging tables are per connection; a recycled connection recreates them.
                 max_inactive_connection_lifetime=300.0,
             )

@@ -44,7 +44,6 @@ async def create_pool(settings: Settings, stop: asyncio.Event | None = None) -> 
     db = settings.database
     backoff = db.retry_initial_backoff_ms / 1000.0
 
-
     while True:
         try:
             pool = await asyncpg.create_pool(

@@ -121,13 +121,24 @@ ON CONFLICT (topology_id, local_node_id, remote_node_id) DO UPDATE SET
 }
 """
 
+# Two equi-joins, routes via a next hop and direct routes (NULL next hop), rather than one
+# join whose next-hop condition has an OR: that one can only match on (node, destination)
+# and filter the rest, which compared 24 000 staged rows with 850 000 candidates in a flush
+# of 6 000 adverts (142 of its 168 ms); these join on all three columns.
 _ROUTE_METRICS_SQL = f"""
 INSERT INTO network.routing_metrics (entry_id, metric_type, metric_value, recorded_at)
 SELECT e.entry_id, s.metric_type, s.metric_value, s.recorded_at
 FROM {staging_name(ROUTE_METRICS)} s
 JOIN network.routing_entries e
   ON e.node_id = s.node_id AND e.destination_id = s.destination_id
- AND (e.next_hop_id = s.next_hop_id OR (e.next_hop_id IS NULL AND s.next_hop_id IS NULL))
+ AND e.next_hop_id = s.next_hop_id
+UNION ALL
+SELECT e.entry_id, s.metric_type, s.metric_value, s.recorded_at
+FROM {staging_name(ROUTE_METRICS)} s
+JOIN network.routing_entries e
+  ON e.node_id = s.node_id AND e.destination_id = s.destination_id
+ AND e.next_hop_id IS NULL
+WHERE s.next_hop_id IS NULL
 """
 
 

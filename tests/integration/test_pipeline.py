@@ -580,6 +580,35 @@ async def test_an_older_state_arriving_after_a_newer_one_changes_nothing(
     assert await db.fetchval("SELECT quality FROM network.routing_entries") == 0.5
 
 
+async def test_route_metrics_attach_to_their_own_route_direct_or_via_a_next_hop(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    node, peer, hop_a, hop_b = new_id(), new_id(), new_id(), new_id()
+    at = ts()
+
+    def advert(next_hop: str | None, latency: float) -> dict[str, Any]:
+        return {
+            "kind": "route.advert",
+            "node_id": node,
+            "ts": at,
+            "destination_id": peer,
+            "next_hop_id": next_hop,
+            "sequence_number": 1,
+            "quality": 0.5,
+            "metrics": {"latency": latency},
+        }
+
+    # One (node, destination), three routes: direct and via two next hops, in one flush.
+    await ingest(settings, "routing", advert(None, 1.0), advert(hop_a, 2.0), advert(hop_b, 3.0))
+    rows = await db.fetch(
+        "SELECT e.next_hop_id, m.metric_value FROM network.routing_metrics m "
+        "JOIN network.routing_entries e USING (entry_id) WHERE m.metric_type = 'latency'"
+    )
+    by_hop = {("direct" if r[0] is None else str(r[0])): r[1] for r in rows}
+    assert len(rows) == 3
+    assert by_hop == {"direct": 1.0, hop_a: 2.0, hop_b: 3.0}
+
+
 async def test_same_key_events_in_one_batch_collapse_to_the_newest(
     settings: Settings, db: asyncpg.Connection
 ) -> None:

@@ -9,7 +9,7 @@ worker hands to the Python lane and the general path one by one as before.
 
 Its rows are the Python lane's rows, byte for byte once encoded (``tests/unit/test_native.py``
 holds it to that). A chunk it took keeps its records, so that a flush the database refuses
-can *expand* it back into ordinary rows with origins (:meth:`ingest.worker.Worker`), for the
+can *expand* it back into ordinary rows with origins (``Worker._expand``), for the
 missing-partition repair and the poison isolation, which work row by row.
 
 The extension is optional: without it (no Rust toolchain where the package was installed)

@@ -116,8 +116,8 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class FlushPolicy:
-    max_rows: int = 50_000
-    max_bytes: int = 8 * 1024 * 1024
+    max_rows: int = 100_000
+    max_bytes: int = 16 * 1024 * 1024
     max_age_ms: int = 500
     min_age_ms: int = 100
 

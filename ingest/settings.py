@@ -185,13 +185,15 @@ class KafkaSettings(BaseSettings):
 class BatchSettings(BaseSettings):
     model_config = _group("INGEST_BATCH_")
 
+    # Sized so that the loop rarely waits for the flush in flight under a backlog (measured,
+    # bench/README.md "Batch size"); a steady stream flushes by age long before either limit.
     max_rows: int = Field(
-        default=50_000,
+        default=100_000,
         ge=1,
         description="Flush when this many rows wait (a metric is two: its row and its node's).",
     )
     max_bytes: int = Field(
-        default=8 * 1024 * 1024, ge=1024, description="Flush when the buffers hold this much."
+        default=16 * 1024 * 1024, ge=1024, description="Flush when the buffers hold this much."
     )
     max_age_ms: int = Field(default=500, ge=1, description="Flush at most this long after a row.")
     min_age_ms: int = Field(

@@ -60,8 +60,8 @@ _DEAD_LETTER_COLUMNS = [
     "payload",
 ]
 _MAX_DETAIL = 2000
-_METRICS_TABLE = "metrics"
-assert METRICS.table == _METRICS_TABLE
+assert METRICS.table is not None
+_METRICS_TABLE: str = METRICS.table
 _MAX_REPAIRS = 20
 
 

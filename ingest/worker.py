@@ -285,6 +285,7 @@ class Worker:
         value's length."""
         offset = rec.offset
         value = rec.value
+        size = 0 if value is None else len(value)
         fast = self.lane.rows(value, lane_limits)
         if fast is not None:
             rec_key = rec.key
@@ -302,7 +303,7 @@ class Worker:
                     )
                     buffer.add_rows(origin, routed)
                     kinds[kind] = kinds.get(kind, 0) + 1
-            return 0 if value is None else len(value)
+            return size
         decoded = decode(value, now, limits)
         for index, event in decoded.events:
             eid = event.event_id
@@ -322,7 +323,7 @@ class Worker:
         if decoded.dead:
             base = Origin(topic, partition, offset, None, value, rec.key, None, None)
             buffer.add_dead_letters(base, decoded.dead)
-        return 0 if value is None else len(value)
+        return size
 
     def _expand(self, batch: Batch) -> list[DeadLetterRow]:
         """Turn ``batch``'s native chunks into ordinary rows with origins, judged as they
